@@ -1,0 +1,75 @@
+"""connector_nb: run Flyte-style connectors live inside Jupyter.
+
+Public names are loaded lazily (PEP 562) so that ``import connector_nb`` stays fast: flyteidl, pandas,
+ipywidgets and grpc are imported only when a name that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "AsyncConnector": "connector",
+    "AsyncConnectorBase": "connector",
+    "ResourceMeta": "connector",
+    "Resource": "connector",
+    "ConnectorRegistry": "registry",
+    "Session": "session",
+    "AsyncSession": "session",
+    "Run": "session",
+    "Transition": "session",
+    "PollPolicy": "polling",
+    "task_template": "template",
+    "serve": "server",
+    "ConnectorNbError": "errors",
+    "UnknownTaskTypeError": "errors",
+    "InputError": "errors",
+    "MetadataError": "errors",
+    "ConnectorCallError": "errors",
+    "PollingStoppedError": "errors",
+    "ServiceUnavailableError": "errors",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'connector_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext connector_nb``: register the ``%connector`` and ``%%connector`` magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+if TYPE_CHECKING:
+    from .connector import AsyncConnector, AsyncConnectorBase, Resource, ResourceMeta
+    from .errors import (
+        ConnectorCallError, ConnectorNbError, InputError, MetadataError, PollingStoppedError,
+        ServiceUnavailableError, UnknownTaskTypeError,
+    )
+    from .polling import PollPolicy
+    from .registry import ConnectorRegistry
+    from .server import serve
+    from .session import AsyncSession, Run, Session, Transition
+    from .template import task_template

@@ -1,0 +1,207 @@
+"""The connector contract: ``AsyncConnector``, ``ResourceMeta``, ``Resource`` and Flyte phases.
+
+Mirrors flytekit's ``flytekit.extend.backend.base_connector`` so connectors move between the two with
+an import change. Methods may be ``def`` (run in a worker thread) or ``async def`` (awaited on the loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from .errors import MetadataError
+
+if TYPE_CHECKING:
+    from flyteidl.admin import agent_pb2
+    from flyteidl.core import execution_pb2, tasks_pb2
+
+# Flyte's TaskExecution.Phase, by name. Kept here (not read from flyteidl) so importing is cheap.
+PHASES: dict[str, int] = {
+    "UNDEFINED": 0, "QUEUED": 1, "RUNNING": 2, "SUCCEEDED": 3, "ABORTED": 4, "FAILED": 5,
+    "INITIALIZING": 6, "WAITING_FOR_RESOURCES": 7, "RETRYABLE_FAILED": 8,
+}
+PHASE_NAMES: dict[int, str] = {v: k for k, v in PHASES.items()}
+TERMINAL_PHASES = frozenset({"SUCCEEDED", "FAILED", "ABORTED"})
+#: Phases that end polling: the terminal ones plus RETRYABLE_FAILED (surfaced, never spun on).
+FINAL_PHASES = TERMINAL_PHASES | {"RETRYABLE_FAILED"}
+
+
+def phase_name(phase: int | str) -> str:
+    """Normalise a phase given as a ``TaskExecution.Phase`` value or a name to its name."""
+    if isinstance(phase, str):
+        name = phase.upper()
+        if name not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
+        return name
+    try:
+        return PHASE_NAMES[int(phase)]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"unknown phase {phase!r}; expected a TaskExecution.Phase value 0-8") from None
+
+
+@dataclass
+class ResourceMeta:
+    """Base of a connector's handle on its external job. Encoded as JSON bytes, never pickle."""
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> ResourceMeta:
+        try:
+            values = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise MetadataError(f"malformed {cls.__name__} bytes: not JSON ({e}); got {data[:40]!r}") from None
+        if not isinstance(values, dict):
+            raise MetadataError(f"malformed {cls.__name__} bytes: expected a JSON object, got {type(values).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise MetadataError(
+                f"malformed {cls.__name__} bytes: {e}; expected fields: {', '.join(names) or 'none'}"
+            ) from None
+
+
+def _task_log(link: Any) -> execution_pb2.TaskLog:
+    from flyteidl.core import execution_pb2
+
+    if isinstance(link, execution_pb2.TaskLog):
+        return link
+    if isinstance(link, Mapping):
+        return execution_pb2.TaskLog(**link)
+    if isinstance(link, (tuple, list)) and len(link) == 2:
+        return execution_pb2.TaskLog(name=str(link[0]), uri=str(link[1]))
+    raise TypeError(f"log link must be a TaskLog, a dict or a (name, uri) pair, got {type(link).__name__}")
+
+
+@dataclass
+class Resource:
+    """What ``get`` returns: phase, message, log links, outputs and custom info."""
+
+    phase: str = "UNDEFINED"
+    message: str = ""
+    log_links: list[Any] = field(default_factory=list)
+    #: A flyteidl ``LiteralMap`` or a dict of Python values.
+    outputs: Any = None
+    custom_info: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.phase = phase_name(self.phase)
+        self.log_links = [_task_log(link) for link in self.log_links or ()]
+
+    @property
+    def phase_value(self) -> int:
+        return PHASES[self.phase]
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase in FINAL_PHASES
+
+    def to_flyte_idl(self, output_types: Mapping[str, Any] | None = None) -> agent_pb2.Resource:
+        from flyteidl.admin import agent_pb2
+        from google.protobuf import json_format, struct_pb2
+
+        from .literals import to_literal_map
+
+        pb = agent_pb2.Resource(phase=self.phase_value, message=self.message, log_links=self.log_links)
+        if self.outputs is not None:
+            outputs = self.outputs if not isinstance(self.outputs, Mapping) else to_literal_map(self.outputs, output_types)
+            pb.outputs.CopyFrom(outputs)
+        if self.custom_info:
+            pb.custom_info.CopyFrom(json_format.ParseDict(self.custom_info, struct_pb2.Struct()))
+        return pb
+
+    @classmethod
+    def from_flyte_idl(cls, pb: agent_pb2.Resource) -> Resource:
+        from google.protobuf import json_format
+
+        return cls(
+            phase=pb.phase,
+            message=pb.message,
+            log_links=list(pb.log_links),
+            outputs=pb.outputs if pb.HasField("outputs") else None,
+            custom_info=json_format.MessageToDict(pb.custom_info) if pb.HasField("custom_info") else None,
+        )
+
+
+class AsyncConnector:
+    """Base class of a connector. Subclass it and implement ``create``, ``get`` and ``delete``.
+
+    Class attributes ``input_types``/``output_types`` (name -> Python type) and ``input_defaults``
+    describe the task interface; sessions and the launch panel use them to build and check templates.
+    """
+
+    name: ClassVar[str] = "Async Connector"
+    task_type_name: str = ""
+    task_type_version: int = 0
+    metadata_type: type[ResourceMeta] = ResourceMeta
+    input_types: ClassVar[Mapping[str, Any]] = {}
+    output_types: ClassVar[Mapping[str, Any]] = {}
+    input_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(
+        self,
+        task_type_name: str | None = None,
+        metadata_type: type[ResourceMeta] | None = None,
+        task_type_version: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # flytekit style: super().__init__(task_type_name=..., metadata_type=...)
+        if task_type_name is not None:
+            self.task_type_name = task_type_name
+        if metadata_type is not None:
+            self.metadata_type = metadata_type
+        if task_type_version is not None:
+            self.task_type_version = task_type_version
+        if "name" in kwargs:
+            self.name = kwargs.pop("name")  # type: ignore[misc]
+
+    def create(
+        self,
+        task_template: tasks_pb2.TaskTemplate,
+        output_prefix: str,
+        inputs: dict[str, Any] | None = None,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
+        **kwargs: Any,
+    ) -> ResourceMeta:
+        raise NotImplementedError(f"{type(self).__name__} must implement create()")
+
+    def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
+        raise NotImplementedError(f"{type(self).__name__} must implement get()")
+
+    def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement delete()")
+
+    def get_metrics(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+        raise NotImplementedError(f"{type(self).__name__} has no metrics")
+
+    def get_logs(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskLogsResponse:
+        raise NotImplementedError(f"{type(self).__name__} has no logs")
+
+    def supports(self, method: str) -> bool:
+        """Whether the subclass implements ``method`` (the optional ones are metrics and logs)."""
+        return getattr(type(self), method) is not getattr(AsyncConnector, method)
+
+    def task_template(self, custom: Mapping[str, Any] | None = None, name: str | None = None) -> tasks_pb2.TaskTemplate:
+        """A TaskTemplate for this connector's task type, with its declared interface."""
+        from .template import task_template
+
+        return task_template(
+            self.task_type_name, inputs=dict(self.input_types), outputs=dict(self.output_types),
+            custom=custom, version=self.task_type_version, name=name,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} task_type={self.task_type_name!r} v{self.task_type_version}>"
+
+
+#: flytekit's name for the same base class (``super().__init__(task_type_name=..., metadata_type=...)`` works).
+AsyncConnectorBase = AsyncConnector
+
+__all__ = [
+    "AsyncConnector", "AsyncConnectorBase", "ResourceMeta", "Resource", "PHASES", "TERMINAL_PHASES",
+    "FINAL_PHASES", "phase_name",
+]

@@ -1,0 +1,53 @@
+"""Example connectors that do real work offline: sleeping, shell commands and SQLite queries.
+
+Registered through the ``connector_nb.connectors`` entry point (``examples = connector_nb.examples:CONNECTORS``).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+from .shell import ShellConnector, ShellMeta
+from .sleep import SleepConnector, SleepMeta
+from .sqlite_query import SQLiteMeta, SQLiteQueryConnector
+
+CONNECTORS = [SleepConnector, ShellConnector, SQLiteQueryConnector]
+
+_CITIES = {
+    "Amsterdam": "NL", "Berlin": "DE", "Lisbon": "PT", "Madrid": "ES", "Paris": "FR", "Rome": "IT",
+}
+
+
+def make_demo_database(path: str | Path, rows: int = 200) -> str:
+    """Create (or recreate) a small SQLite database for tutorials and tests; returns its path.
+
+    Tables: ``cities(name, country)`` and ``trips(id, city, distance_km, fare)`` with ``rows`` rows drawn
+    from ``random.Random(0)``, so the contents are the same on every machine and every call.
+    """
+    path = Path(path).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    trips = []
+    for i in range(1, rows + 1):
+        distance = round(rng.uniform(0.5, 30.0), 2)
+        fare = round(2.5 + distance * rng.uniform(1.2, 2.4), 2)
+        trips.append((i, rng.choice(sorted(_CITIES)), distance, fare))
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "DROP TABLE IF EXISTS trips; DROP TABLE IF EXISTS cities;"
+            "CREATE TABLE cities (name TEXT PRIMARY KEY, country TEXT NOT NULL);"
+            "CREATE TABLE trips (id INTEGER PRIMARY KEY, city TEXT NOT NULL REFERENCES cities(name),"
+            " distance_km REAL NOT NULL, fare REAL NOT NULL);"
+        )
+        db.executemany("INSERT INTO cities VALUES (?, ?)", sorted(_CITIES.items()))
+        db.executemany("INSERT INTO trips VALUES (?, ?, ?, ?)", trips)
+    db.close()  # the context manager only commits
+    return str(path)
+
+
+__all__ = [
+    "CONNECTORS", "SleepConnector", "SleepMeta", "ShellConnector", "ShellMeta", "SQLiteQueryConnector",
+    "SQLiteMeta", "make_demo_database",
+]

@@ -1,0 +1,324 @@
+"""SQLiteQueryConnector: runs a query in a worker thread and writes the result as CSV.
+
+The worker records progress in ``<output_prefix>/<job_id>/status.json`` (plus a log and a metrics file),
+so ``get`` reads the state from disk and needs no in-memory job table. The in-memory part is only what
+cancelling needs: the cancel event and the connection to ``interrupt()``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
+
+from ..connector import AsyncConnector, Resource, ResourceMeta
+from ..errors import InputError
+from .sleep import (
+    custom_dict,
+    downsample,
+    elapsed_label,
+    file_log_link,
+    local_dir,
+    log_stream,
+    metric_result,
+    metrics_response,
+    new_job_id,
+    read_lines,
+    wanted,
+)
+
+if TYPE_CHECKING:
+    from flyteidl.admin import agent_pb2
+
+_FETCH_BATCH = 500
+_TERMINAL = ("SUCCEEDED", "FAILED", "ABORTED")
+
+
+class _LazyTypes(Mapping[str, Any]):
+    """An interface mapping whose types are imported on first use: connector_nb.literals imports flyteidl,
+    and entry-point discovery imports this module, so keep that import off the discovery path."""
+
+    def __init__(self, **specs: str) -> None:
+        self._specs, self._types = specs, {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._types:
+            import importlib
+
+            module, _, attr = self._specs[key].partition(":")
+            self._types[key] = getattr(importlib.import_module(module), attr)
+        return self._types[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+@dataclass
+class SQLiteMeta(ResourceMeta):
+    job_id: str
+    job_dir: str
+    database: str
+
+
+class _Job:
+    """This process's handle on a running query: the cancel flag and the connection to interrupt."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.lock = threading.Lock()  # serialises status writes against delete
+        self.connection: sqlite3.Connection | None = None
+
+
+#: job_id -> _Job, for queries running in this process (cancellation only; state is on disk).
+_JOBS: dict[str, _Job] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+class SQLiteQueryConnector(AsyncConnector):
+    """Runs ``query`` (with named ``params``) against the SQLite file ``database``; outputs the rows as CSV.
+
+    ``custom`` may hold ``{"timeout": seconds}``: the longest the query may take (lock waits included)
+    before it is interrupted and the task FAILS.
+    """
+
+    name = "SQLite Query Connector"
+    task_type_name = "sqlite_query"
+    metadata_type = SQLiteMeta
+    input_types = {"database": str, "query": str, "params": dict | None}
+    input_defaults = {"params": None}
+    output_types = _LazyTypes(results="connector_nb.literals:StructuredDataset")
+
+    def create(
+        self, task_template: Any, output_prefix: str, inputs: dict[str, Any] | None = None,
+        task_execution_metadata: Any = None, **kwargs: Any,
+    ) -> SQLiteMeta:
+        database, query, params = _check_inputs({**self.input_defaults, **(inputs or {})})
+        timeout = _timeout(custom_dict(task_template))
+        job_id = new_job_id()
+        job_dir = local_dir(output_prefix) / job_id
+        job_dir.mkdir()
+        meta = SQLiteMeta(job_id=job_id, job_dir=str(job_dir), database=database)
+        job = _Job()
+        with _JOBS_LOCK:
+            _JOBS[job_id] = job
+        # Written before the thread starts, so get always finds a status.
+        _write_status(job_dir, phase="QUEUED", message="queued", rows=0, started=None, finished=None,
+                      pid=os.getpid())
+        threading.Thread(target=_run, args=(meta, query, params, timeout, job), name=f"sqlite-{job_id}",
+                         daemon=True).start()
+        return meta
+
+    def get(self, resource_meta: SQLiteMeta, **kwargs: Any) -> Resource:
+        meta = resource_meta
+        job_dir = Path(meta.job_dir)
+        links = [file_log_link("sqlite query log", job_dir / "query.log")]
+        status = _read_status(job_dir)
+        if status is None:
+            return Resource("FAILED", f"no status file in {job_dir} (job directory removed?)", links)
+        phase, message = status["phase"], status["message"]
+        if phase not in _TERMINAL and (job_dir / "cancelled").exists():
+            phase, message = "ABORTED", "cancelled by delete"
+        elif phase not in _TERMINAL and not _worker_alive(meta, status):
+            phase, message = "FAILED", f"worker process {status.get('pid')} exited before the query finished"
+        custom = {"job_id": meta.job_id, "rows": status.get("rows", 0), "database": meta.database}
+        outputs = None
+        if phase == "SUCCEEDED":
+            from connector_nb.literals import StructuredDataset
+
+            outputs = {"results": StructuredDataset(uri=str(job_dir / "results.csv"), format="csv")}
+        return Resource(phase, message, links, outputs, custom)
+
+    def delete(self, resource_meta: SQLiteMeta, **kwargs: Any) -> None:
+        job_dir = Path(resource_meta.job_dir)
+        status = _read_status(job_dir)
+        if status is None or status["phase"] in _TERMINAL:
+            return  # idempotent; a finished query keeps its phase
+        (job_dir / "cancelled").write_text(f"{time.time()}\n")  # visible to other processes
+        with _JOBS_LOCK:
+            job = _JOBS.get(resource_meta.job_id)
+        if job is not None:
+            job.cancel.set()
+            _interrupt(job)
+
+    async def get_logs(self, resource_meta: SQLiteMeta, **kwargs: Any) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        import asyncio
+
+        lines = await asyncio.to_thread(read_lines, Path(resource_meta.job_dir) / "query.log")
+        async for response in log_stream(lines, kwargs.get("token") or "", kwargs.get("lines") or 0):
+            yield response
+
+    def get_metrics(self, resource_meta: SQLiteMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+        if not wanted("rows_fetched", kwargs):
+            return metrics_response([])
+        samples = _read_samples(Path(resource_meta.job_dir) / "metrics.jsonl")
+        points = downsample(((s["t"], s["rows"]) for s in samples), kwargs)
+        return metrics_response([metric_result("rows_fetched", {"job_id": resource_meta.job_id}, points)])
+
+
+def _check_inputs(values: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    database, query, params = values.get("database"), values.get("query"), values.get("params")
+    if not isinstance(database, (str, os.PathLike)) or not str(database):
+        raise InputError(f"sqlite_query: input 'database' must be a path to a SQLite file, got {database!r}")
+    if not isinstance(query, str) or not query.strip():
+        raise InputError(f"sqlite_query: input 'query' must be a non-empty SQL string, got {query!r}")
+    if params is not None and not isinstance(params, Mapping):
+        raise InputError(f"sqlite_query: input 'params' must be a dict of named parameters or None, got {params!r}")
+    return str(database), query, dict(params or {})
+
+
+def _timeout(custom: Mapping[str, Any]) -> float | None:
+    timeout = custom.get("timeout")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InputError(f"sqlite_query: custom 'timeout' must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+class _Recorder:
+    """Writes a job's status, log and metrics files; every status write re-checks cancellation."""
+
+    def __init__(self, job_dir: Path, job: _Job) -> None:
+        self.job_dir, self.job = job_dir, job
+        self.started = time.time()
+        self.rows = 0
+
+    def log(self, text: str) -> None:
+        with open(self.job_dir / "query.log", "a") as f:
+            f.write(f"{elapsed_label(time.time() - self.started)} {text}\n")
+
+    def sample(self) -> None:
+        with open(self.job_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"t": round(time.time(), 3), "rows": self.rows}) + "\n")
+
+    def status(self, phase: str, message: str) -> None:
+        with self.job.lock:
+            if self.job.cancel.is_set() and phase != "ABORTED":
+                phase, message = "ABORTED", "cancelled by delete"
+            finished = time.time() if phase in _TERMINAL else None
+            _write_status(self.job_dir, phase=phase, message=message, rows=self.rows, started=self.started,
+                          finished=finished, pid=os.getpid())
+
+
+def _run(meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float | None, job: _Job) -> None:
+    rec = _Recorder(Path(meta.job_dir), job)
+    try:
+        rec.status("RUNNING", "running query")
+        rec.log(f"started query on {meta.database}")
+        rec.sample()
+        _query(meta, query, params, timeout, rec)
+    except sqlite3.Error as e:
+        if job.cancel.is_set():
+            rec.log("cancelled by delete")
+            rec.status("ABORTED", "cancelled by delete")
+        elif isinstance(e, sqlite3.OperationalError) and str(e) == "interrupted" and timeout:
+            rec.log(f"timed out after {timeout:g} s")
+            rec.status("FAILED", f"query timed out after {timeout:g} s")
+        else:
+            rec.log(f"error: {e}")
+            rec.status("FAILED", str(e))
+    except Exception as e:  # e.g. a disk error writing the CSV: surface it instead of hanging in RUNNING
+        rec.log(f"error: {type(e).__name__}: {e}")
+        rec.status("FAILED", f"{type(e).__name__}: {e}")
+    finally:
+        with _JOBS_LOCK:
+            _JOBS.pop(meta.job_id, None)
+
+
+def _query(meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float | None, rec: _Recorder) -> None:
+    if not os.path.isfile(meta.database):
+        raise sqlite3.OperationalError(f"unable to open database file: {meta.database} does not exist")
+    connection = sqlite3.connect(meta.database, timeout=timeout or 5.0, check_same_thread=False)
+    watchdog = threading.Timer(timeout, _interrupt, args=(rec.job,)) if timeout else None
+    with rec.job.lock:
+        rec.job.connection = connection
+    try:
+        if watchdog:
+            watchdog.start()
+        cursor = connection.execute(query, params)
+        _write_csv(cursor, Path(meta.job_dir) / "results.csv", rec)
+        connection.commit()  # for INSERT/UPDATE statements; harmless after a SELECT
+    finally:
+        if watchdog:
+            watchdog.cancel()
+        with rec.job.lock:
+            rec.job.connection = None
+        connection.close()
+    if rec.job.cancel.is_set():
+        raise sqlite3.OperationalError("interrupted")
+    rec.status("SUCCEEDED", f"{rec.rows} rows")
+
+
+def _interrupt(job: _Job) -> None:
+    """Abort the job's running statement (sqlite's interrupt() is safe from another thread)."""
+    with job.lock:  # the worker clears job.connection under this lock before closing it
+        if job.connection is not None:
+            job.connection.interrupt()
+
+
+def _write_csv(cursor: sqlite3.Cursor, path: Path, rec: _Recorder) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        if cursor.description is None:  # not a SELECT: no columns, no rows
+            rec.log(f"statement done, {max(cursor.rowcount, 0)} rows changed")
+            rec.log(f"wrote {path.name}")
+            return
+        writer.writerow([column[0] for column in cursor.description])
+        while batch := cursor.fetchmany(_FETCH_BATCH):
+            if rec.job.cancel.is_set():
+                raise sqlite3.OperationalError("interrupted")
+            writer.writerows(batch)
+            rec.rows += len(batch)
+            rec.sample()
+            rec.status("RUNNING", f"fetched {rec.rows} rows")
+        rec.log(f"fetched {rec.rows} rows")
+    rec.log(f"wrote {path.name}")
+
+
+def _write_status(job_dir: Path, **status: Any) -> None:
+    # Write-and-rename so a concurrent get never reads half a file.
+    tmp = job_dir / f"status.json.{threading.get_ident()}.tmp"
+    tmp.write_text(json.dumps(status))
+    os.replace(tmp, job_dir / "status.json")
+
+
+def _read_status(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((job_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _worker_alive(meta: SQLiteMeta, status: Mapping[str, Any]) -> bool:
+    """Whether the process running the query still exists (a crashed kernel must not leave RUNNING forever)."""
+    pid = status.get("pid")
+    if pid == os.getpid() or not isinstance(pid, int):
+        return True
+    import psutil
+
+    return psutil.pid_exists(pid)
+
+
+def _read_samples(path: Path) -> list[dict[str, Any]]:
+    samples = []
+    for line in read_lines(path):
+        try:
+            samples.append(json.loads(line))
+        except ValueError:
+            continue  # a line being written right now
+    return samples
+
+
+__all__ = ["SQLiteQueryConnector", "SQLiteMeta"]

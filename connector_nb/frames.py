@@ -1,0 +1,79 @@
+"""Metrics, logs, transitions and runs as pandas DataFrames (pandas imported lazily)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from flyteidl.admin import agent_pb2
+
+    from .session import Run, Transition
+
+METRIC_COLUMNS = ["metric", "timestamp", "value"]
+
+
+def metrics_frame(response: agent_pb2.GetTaskMetricsResponse) -> pd.DataFrame:
+    """Tidy frame of a metrics response: ``metric``, ``timestamp``, ``value`` and one column per label.
+
+    Each ``ExecutionMetricResult.data`` is a Prometheus range-query result:
+    ``{"result": [{"metric": {labels}, "values": [[unix_ts, "value"], ...]}]}`` (``"value"`` for instant).
+    """
+    import pandas as pd
+    from google.protobuf import json_format
+
+    rows = []
+    for result in response.results:
+        data = json_format.MessageToDict(result.data)
+        for series in data.get("result", []):
+            labels = {k: v for k, v in (series.get("metric") or {}).items() if k not in METRIC_COLUMNS}
+            for point in series.get("values") or ([series["value"]] if "value" in series else []):
+                rows.append({"metric": result.metric, "timestamp": float(point[0]), "value": float(point[1]), **labels})
+    frame = pd.DataFrame(rows, columns=None if rows else METRIC_COLUMNS)
+    if rows:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
+        frame = frame.sort_values(["metric", "timestamp"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def transitions_frame(transitions: Iterable[Transition], until: datetime | None = None) -> pd.DataFrame:
+    """One row per transition, with the time spent in each phase (the last one up to ``until`` or now)."""
+    import pandas as pd
+
+    items = list(transitions)
+    end = until or datetime.now(timezone.utc)
+    rows = []
+    for i, t in enumerate(items):
+        nxt = items[i + 1].at if i + 1 < len(items) else end
+        rows.append({"phase": t.phase, "message": t.message, "at": t.at,
+                     "duration_s": max(0.0, (nxt - t.at).total_seconds())})
+    return pd.DataFrame(rows, columns=["phase", "message", "at", "duration_s"])
+
+
+def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
+    """One row per run: id, task type, phase, start, duration, get calls and last message."""
+    import pandas as pd
+
+    rows = [run.summary() for run in runs]
+    columns = ["run_id", "task_type", "phase", "started", "duration_s", "get_calls", "message"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def timelines_frame(runs: Iterable[Run]) -> pd.DataFrame:
+    """Every transition of every run, for a Gantt-style plot of many runs."""
+    import pandas as pd
+
+    frames = []
+    for run in runs:
+        frame = run.timeline()
+        frame.insert(0, "run_id", run.run_id)
+        frame.insert(1, "task_type", run.task_type)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "task_type", "phase", "message", "at", "duration_s"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def as_utc(value: Any) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,147 @@
+"""ConnectorRegistry: task type (and version) -> connector, with entry-point discovery.
+
+Used as in flytekit (``ConnectorRegistry.register(conn)`` on a class-level default registry) and
+instantiable for isolation (``ConnectorRegistry().register(conn)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import types
+import warnings
+from typing import Any, Callable, ClassVar, Iterable
+
+from .connector import AsyncConnector, ResourceMeta
+from .errors import ConnectorNbError, UnknownTaskTypeError
+
+ENTRY_POINT_GROUP = "connector_nb.connectors"
+log = logging.getLogger(__name__)
+
+
+class _hybridmethod:
+    """A method bound to the instance, or to the default registry when called on the class."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, cls: type[ConnectorRegistry]) -> Callable[..., Any]:
+        return types.MethodType(self.fn, obj if obj is not None else cls.default())
+
+
+class ConnectorRegistry:
+    """Maps ``(task_type_name, task_type_version)`` to a connector instance."""
+
+    _default: ClassVar[ConnectorRegistry | None] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, connectors: Iterable[AsyncConnector | type[AsyncConnector]] = ()) -> None:
+        self._connectors: dict[tuple[str, int], AsyncConnector] = {}
+        for connector in connectors:
+            self.register(connector)
+
+    @classmethod
+    def default(cls) -> ConnectorRegistry:
+        """The process-wide registry, with connectors from the ``connector_nb.connectors`` entry points."""
+        with cls._default_lock:
+            if cls._default is None:
+                registry = cls()
+                registry.discover()
+                cls._default = registry
+            return cls._default
+
+    @_hybridmethod
+    def register(self, connector: AsyncConnector | type[AsyncConnector], override: bool = False) -> AsyncConnector:
+        """Add a connector (instance or class). Re-defining the same class (a re-run notebook cell) replaces it."""
+        instance = _validated(connector)
+        key = (instance.task_type_name, int(instance.task_type_version))
+        existing = self._connectors.get(key)
+        if existing is not None and existing is not instance and not override:
+            if not _same_definition(existing, instance):
+                raise ConnectorNbError(
+                    f"task type {key[0]!r} version {key[1]} is already handled by {existing!r}; "
+                    "pass override=True to replace it"
+                )
+            warnings.warn(f"re-registered {key[0]!r} v{key[1]} with the new definition of {type(instance).__name__}",
+                          stacklevel=3)
+        self._connectors[key] = instance
+        return instance
+
+    @_hybridmethod
+    def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector:
+        """The connector for a task type; raises :class:`UnknownTaskTypeError` listing what is registered."""
+        try:
+            return self._connectors[(task_type_name, int(task_type_version))]
+        except KeyError:
+            raise UnknownTaskTypeError(task_type_name, int(task_type_version), self.describe()) from None
+
+    @_hybridmethod
+    def list_connectors(self) -> list[AsyncConnector]:
+        return list(self._connectors.values())
+
+    @_hybridmethod
+    def unregister(self, task_type_name: str, task_type_version: int = 0) -> None:
+        self._connectors.pop((task_type_name, int(task_type_version)), None)
+
+    def describe(self) -> list[str]:
+        return [f"{t} (v{v})" for t, v in sorted(self._connectors)]
+
+    def discover(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Register connectors named by entry points: a connector class or instance, or a module of them."""
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=group):
+            try:
+                self._register_object(ep.load())
+            except Exception as e:  # one broken plugin must not hide the others
+                log.warning("could not load connector entry point %r: %s", ep.name, e)
+
+    def register_module(self, module: types.ModuleType) -> list[AsyncConnector]:
+        """Register every connector instance, and every concrete AsyncConnector subclass, defined in a module."""
+        found = []
+        for value in vars(module).values():
+            if isinstance(value, AsyncConnector) or (
+                isinstance(value, type) and issubclass(value, AsyncConnector)
+                and value.__module__ == module.__name__ and value.task_type_name
+            ):
+                found.append(self.register(value, override=True))
+        return found
+
+    def _register_object(self, obj: Any) -> None:
+        if isinstance(obj, types.ModuleType):
+            self.register_module(obj)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                self.register(item)
+        else:
+            self.register(obj)
+
+    def __contains__(self, key: str | tuple[str, int]) -> bool:
+        key = (key, 0) if isinstance(key, str) else key
+        return key in self._connectors
+
+    def __len__(self) -> int:
+        return len(self._connectors)
+
+    def __repr__(self) -> str:
+        return f"<ConnectorRegistry {', '.join(self.describe()) or 'empty'}>"
+
+
+def _validated(connector: AsyncConnector | type[AsyncConnector]) -> AsyncConnector:
+    instance = connector() if isinstance(connector, type) else connector
+    if not isinstance(instance, AsyncConnector):
+        raise TypeError(f"expected an AsyncConnector (class or instance), got {type(connector).__name__}")
+    if not instance.task_type_name:
+        raise ConnectorNbError(f"{type(instance).__name__} has no task_type_name")
+    if not (isinstance(instance.metadata_type, type) and issubclass(instance.metadata_type, ResourceMeta)):
+        raise ConnectorNbError(f"{type(instance).__name__}.metadata_type must be a ResourceMeta subclass")
+    missing = [m for m in ("create", "get", "delete") if not instance.supports(m)]
+    if missing:
+        raise ConnectorNbError(f"{type(instance).__name__} does not implement {', '.join(missing)}()")
+    return instance
+
+
+def _same_definition(a: AsyncConnector, b: AsyncConnector) -> bool:
+    ta, tb = type(a), type(b)
+    return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)

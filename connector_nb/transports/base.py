@@ -1,0 +1,89 @@
+"""The one interface every transport implements (in-process and gRPC), shaped like the flyteidl services.
+
+Resource metadata crosses this boundary as bytes, exactly as on the wire, so the in-process transport
+exercises the same encode/decode path as a real connector service.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, AsyncIterator, Sequence
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from flyteidl.admin import agent_pb2
+    from flyteidl.core import literals_pb2, tasks_pb2
+
+    from ..connector import Resource
+
+
+@dataclass(frozen=True)
+class TaskCategory:
+    """A task type and version, as in ``flyteidl.admin.agent_pb2.TaskCategory``."""
+
+    name: str
+    version: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.name} (v{self.version})"
+
+
+@dataclass(frozen=True)
+class ConnectorInfo:
+    """One connector a target offers."""
+
+    name: str
+    task_type: str
+    version: int = 0
+    is_sync: bool = False
+
+
+class Transport(abc.ABC):
+    """Talks to connectors. All methods are coroutines on the session's loop."""
+
+    #: Human-readable target, e.g. ``"in-process"`` or ``"grpc://127.0.0.1:8000"``.
+    target: str = ""
+
+    @abc.abstractmethod
+    async def connectors(self) -> list[ConnectorInfo]: ...
+
+    async def task_template(self, category: TaskCategory, custom: dict | None = None) -> tasks_pb2.TaskTemplate | None:
+        """The declared template for a task type, or None when the target does not say (gRPC)."""
+        return None
+
+    @abc.abstractmethod
+    async def create(
+        self,
+        template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap,
+        output_prefix: str,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
+    ) -> bytes: ...
+
+    @abc.abstractmethod
+    async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource: ...
+
+    @abc.abstractmethod
+    async def delete(self, category: TaskCategory, resource_meta: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def get_metrics(
+        self,
+        category: TaskCategory,
+        resource_meta: bytes,
+        queries: Sequence[str] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        step: timedelta | None = None,
+    ) -> agent_pb2.GetTaskMetricsResponse: ...
+
+    @abc.abstractmethod
+    def get_logs(
+        self, category: TaskCategory, resource_meta: bytes, lines: int = 0, token: str = ""
+    ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        """Stream of responses: optionally a header (continuation token), then bodies."""
+
+    async def aclose(self) -> None:
+        """Release connections and worker threads."""

@@ -1,0 +1,170 @@
+"""In-process transport: calls connector methods directly, as a connector service would.
+
+``def`` methods run in a worker thread so they never stall the loop; ``async def`` ones are awaited.
+Metadata still crosses as bytes and inputs as a LiteralMap, so behaviour matches the gRPC path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
+
+from ..connector import AsyncConnector, Resource, ResourceMeta
+from ..errors import ConnectorCallError, ConnectorNbError, NotSupportedError
+from .base import ConnectorInfo, TaskCategory, Transport
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from flyteidl.admin import agent_pb2
+    from flyteidl.core import literals_pb2, tasks_pb2
+
+    from ..registry import ConnectorRegistry
+
+
+class LocalTransport(Transport):
+    """Runs the connectors of a :class:`ConnectorRegistry` in this process."""
+
+    target = "in-process"
+
+    def __init__(self, registry: ConnectorRegistry | None = None, *, max_workers: int = 32) -> None:
+        from ..registry import ConnectorRegistry
+
+        self.registry = registry if registry is not None else ConnectorRegistry.default()
+        self._max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+
+    def connector(self, category: TaskCategory) -> AsyncConnector:
+        return self.registry.get_connector(category.name, category.version)
+
+    async def connectors(self) -> list[ConnectorInfo]:
+        return [
+            ConnectorInfo(c.name, c.task_type_name, int(c.task_type_version), False)
+            for c in self.registry.list_connectors()
+        ]
+
+    async def task_template(self, category: TaskCategory, custom: dict | None = None) -> tasks_pb2.TaskTemplate:
+        return self.connector(category).task_template(custom)
+
+    def input_defaults(self, category: TaskCategory) -> dict[str, Any]:
+        return dict(self.connector(category).input_defaults)
+
+    async def create(
+        self,
+        template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap,
+        output_prefix: str,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
+    ) -> bytes:
+        from ..literals import to_python_dict
+        from ..template import interface_types
+
+        connector = self.connector(TaskCategory(template.type, template.task_type_version))
+        values = to_python_dict(inputs, interface_types(template)[0])
+        meta = await self._call(
+            connector, "create", task_template=template, output_prefix=output_prefix, inputs=values,
+            task_execution_metadata=task_execution_metadata,
+        )
+        if not isinstance(meta, ResourceMeta):
+            raise ConnectorCallError("create", connector.task_type_name, None,
+                                     f"returned {type(meta).__name__}; expected a ResourceMeta")
+        return meta.encode()
+
+    async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
+        connector, meta = self._resolve(category, resource_meta)
+        resource = await self._call(connector, "get", resource_meta=meta)
+        if not isinstance(resource, Resource):
+            raise ConnectorCallError("get", category.name, None,
+                                     f"returned {type(resource).__name__}; expected a Resource")
+        return resource
+
+    async def delete(self, category: TaskCategory, resource_meta: bytes) -> None:
+        connector, meta = self._resolve(category, resource_meta)
+        await self._call(connector, "delete", resource_meta=meta)
+
+    async def get_metrics(
+        self,
+        category: TaskCategory,
+        resource_meta: bytes,
+        queries: Sequence[str] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        step: timedelta | None = None,
+    ) -> agent_pb2.GetTaskMetricsResponse:
+        connector, meta = self._resolve(category, resource_meta, optional="get_metrics")
+        return await self._call(connector, "get_metrics", resource_meta=meta, queries=list(queries),
+                                start_time=start, end_time=end, step=step)
+
+    async def get_logs(
+        self, category: TaskCategory, resource_meta: bytes, lines: int = 0, token: str = ""
+    ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        connector, meta = self._resolve(category, resource_meta, optional="get_logs")
+        method = connector.get_logs
+        kwargs = _accepted(method, {"resource_meta": meta, "lines": lines, "token": token})
+        if inspect.isasyncgenfunction(method):
+            try:
+                async for response in method(**kwargs):
+                    yield response
+            except Exception as e:
+                raise _wrap("get_logs", category.name, e) from e
+            return
+        result = await self._call(connector, "get_logs", **kwargs)
+        if result is not None:
+            yield result
+
+    async def aclose(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Blocking connector calls may still be running; do not wait for them on the loop.
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _resolve(self, category: TaskCategory, data: bytes, optional: str = "") -> tuple[AsyncConnector, ResourceMeta]:
+        connector = self.connector(category)
+        if optional and not connector.supports(optional):
+            what = "metrics" if optional == "get_metrics" else "logs"
+            raise NotSupportedError(f"the {category.name!r} connector has no {what}")
+        return connector, connector.metadata_type.decode(data)
+
+    async def _call(self, connector: AsyncConnector, name: str, **kwargs: Any) -> Any:
+        method = getattr(connector, name)
+        kwargs = _accepted(method, kwargs)
+        try:
+            if inspect.iscoroutinefunction(method):
+                return await method(**kwargs)
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._pool(), functools.partial(method, **kwargs)
+            )
+            return await result if inspect.isawaitable(result) else result
+        except ConnectorNbError:
+            raise
+        except Exception as e:
+            raise _wrap(name, connector.task_type_name, e) from e
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="connector-nb-worker")
+        return self._executor
+
+
+def _wrap(method: str, task_type: str, error: Exception) -> ConnectorNbError:
+    if isinstance(error, NotImplementedError):
+        return NotSupportedError(f"the {task_type!r} connector does not implement {method}(): {error}")
+    return ConnectorCallError(method, task_type, error)
+
+
+@functools.lru_cache(maxsize=512)
+def _parameters(method: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    params = inspect.signature(method).parameters.values()
+    names = frozenset(p.name for p in params)
+    return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _accepted(method: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Drop keyword arguments a connector method does not declare (flytekit connectors vary)."""
+    names, var_kw = _parameters(getattr(method, "__func__", method))
+    if var_kw:
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in names}

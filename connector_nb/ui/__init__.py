@@ -1,0 +1,1 @@
+"""Notebook UI: widgets (ipywidgets, lazily imported) and HTML/text reprs that need no widgets."""

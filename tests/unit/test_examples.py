@@ -1,0 +1,321 @@
+"""The example connectors, called directly (no session): real sleeps, subprocesses and SQLite queries."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import inspect
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from flyteidl.core import tasks_pb2
+from google.protobuf import json_format, struct_pb2
+
+from connector_nb.connector import AsyncConnector, Resource, ResourceMeta
+from connector_nb.errors import InputError
+from connector_nb.examples import (
+    CONNECTORS, ShellConnector, ShellMeta, SleepConnector, SleepMeta, SQLiteMeta, SQLiteQueryConnector,
+    make_demo_database,
+)
+
+DEADLINE = 20.0
+
+
+def call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a connector method whether it is ``def`` or ``async def``."""
+    result = method(*args, **kwargs)
+    return asyncio.run(result) if inspect.iscoroutine(result) else result
+
+
+def get(connector: AsyncConnector, meta: ResourceMeta) -> Resource:
+    return call(connector.get, meta)
+
+
+def wait_for(predicate: Callable[[], Any], deadline: float = DEADLINE, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, failing after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def wait_final(connector: AsyncConnector, meta: ResourceMeta) -> Resource:
+    seen: list[Resource] = []
+
+    def final() -> Resource | None:
+        seen.append(get(connector, meta))
+        return seen[-1] if seen[-1].is_final else None
+
+    return wait_for(final, what=f"a final phase (last: {seen[-1].phase if seen else None})")
+
+
+def logs(connector: AsyncConnector, meta: ResourceMeta, **kwargs: Any) -> tuple[str, list[str]]:
+    """(header token, body lines) from an async-generator get_logs."""
+
+    async def collect() -> tuple[str, list[str]]:
+        token, lines = "", []
+        async for response in connector.get_logs(meta, **kwargs):
+            if response.HasField("header"):
+                token = response.header.token
+            else:
+                lines.extend(response.body.results)
+        return token, lines
+
+    return asyncio.run(collect())
+
+
+def series(response: Any, metric: str) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+    """(labels, [(t, value)]) per series of ``metric`` in a GetTaskMetricsResponse."""
+    out = []
+    for result in response.results:
+        if result.metric == metric:
+            for s in json_format.MessageToDict(result.data)["result"]:
+                out.append((s["metric"], [(float(t), float(v)) for t, v in s["values"]]))
+    return out
+
+
+def template(task_type: str, custom: dict[str, Any] | None = None) -> tasks_pb2.TaskTemplate:
+    t = tasks_pb2.TaskTemplate(type=task_type)
+    if custom:
+        t.custom.CopyFrom(json_format.ParseDict(custom, struct_pb2.Struct()))
+    return t
+
+
+def test_connectors_list_and_metadata_round_trip() -> None:
+    assert CONNECTORS == [SleepConnector, ShellConnector, SQLiteQueryConnector]
+    metas = [
+        SleepMeta(job_id="j", started_at=1.5, seconds=2.0, fail=True, log_path="/tmp/x.log"),
+        ShellMeta(pid=42, log_path="/a/output.log", metrics_path="/a/m.jsonl", started_at=3.25, output_prefix="/a"),
+        SQLiteMeta(job_id="k", job_dir="/b/k", database="/b/db.sqlite"),
+    ]
+    for meta in metas:
+        assert type(meta).decode(meta.encode()) == meta
+
+
+# ---------------------------------------------------------------------------------------------- sleep
+
+
+def test_sleep_moves_through_phases(tmp_path: Path) -> None:
+    conn = SleepConnector()
+    meta = conn.create(template("sleep"), str(tmp_path), {"seconds": 0.3})
+    meta = SleepMeta.decode(meta.encode())  # state travels in the metadata only
+    phases = [get(conn, meta).phase]
+    final = wait_for(lambda: (phases.append(get(conn, meta).phase) or phases[-1] == "SUCCEEDED") and phases,
+                     what="SUCCEEDED")
+    order = list(dict.fromkeys(final))
+    assert order[-1] == "SUCCEEDED" and set(order) <= {"QUEUED", "RUNNING", "SUCCEEDED"}
+    assert order == sorted(order, key=["QUEUED", "RUNNING", "SUCCEEDED"].index)
+    done = get(conn, meta)
+    assert done.outputs == {"slept": 0.3}
+    assert done.log_links[0].name == "sleep log" and done.log_links[0].uri.startswith("file://")
+    assert Path(meta.log_path).exists()
+
+
+def test_sleep_running_message_is_informative(tmp_path: Path) -> None:
+    conn = SleepConnector()
+    meta = conn.create(None, f"file://{tmp_path}", {"seconds": 30.0})
+    running = wait_for(lambda: (r := get(conn, meta)).phase == "RUNNING" and r, what="RUNNING")
+    assert running.message.startswith("running: ") and "of 30 s" in running.message
+    conn.delete(meta)
+
+
+def test_sleep_fail_and_delete(tmp_path: Path) -> None:
+    conn = SleepConnector()
+    failed = wait_final(conn, conn.create(None, str(tmp_path), {"seconds": 0.05, "fail": True}))
+    assert failed.phase == "FAILED" and failed.message == "sleep failed as requested (fail=True)"
+
+    meta = conn.create(None, str(tmp_path), {"seconds": 60})
+    conn.delete(meta)
+    conn.delete(meta)  # idempotent
+    aborted = get(conn, meta)
+    assert aborted.phase == "ABORTED" and aborted.message == "cancelled by delete"
+
+
+def test_sleep_rejects_bad_inputs(tmp_path: Path) -> None:
+    conn = SleepConnector()
+    for inputs in ({}, {"seconds": -1}, {"seconds": "1"}, {"seconds": 1, "fail": "yes"}):
+        with pytest.raises(InputError):
+            conn.create(None, str(tmp_path), inputs)
+
+
+def test_sleep_logs_and_metrics(tmp_path: Path) -> None:
+    conn = SleepConnector()
+    meta = conn.create(None, str(tmp_path), {"seconds": 1.1})
+    wait_final(conn, meta)
+    token, lines = logs(conn, meta)
+    assert [line for line in lines if "tick" in line] == ["[t=0.50s] tick 1", "[t=1.00s] tick 2"]
+    assert lines[-1].endswith("done: slept 1.1 s") and token == str(len(lines))
+    # Pagination: a page of 2 lines, then the rest from its token.
+    token2, first = logs(conn, meta, lines=2)
+    _, rest = logs(conn, meta, token=token2)
+    assert first == lines[:2] and token2 == "2" and first + rest == lines
+
+    [(labels, points)] = series(call(conn.get_metrics, meta), "progress")
+    assert labels == {"job_id": meta.job_id}
+    values = [v for _, v in points]
+    assert values[0] == 0 and values[-1] == 1.0 and values == sorted(values) and len(values) >= 5
+    assert call(conn.get_metrics, meta, queries=["other"]).results == []
+
+
+# ---------------------------------------------------------------------------------------------- shell
+
+
+def test_shell_success_logs_and_metrics(tmp_path: Path) -> None:
+    conn = ShellConnector()
+    meta = conn.create(template("shell"), str(tmp_path), {"command": "echo hello; sleep 0.3; echo done"})
+    assert get(conn, meta).phase in {"RUNNING", "SUCCEEDED"}
+    done = wait_final(conn, meta)
+    assert done.phase == "SUCCEEDED", done.message
+    assert done.outputs == {"returncode": 0, "stdout_path": meta.log_path}
+    assert Path(meta.log_path).parent.joinpath("exitcode").read_text().strip() == "0"
+    _, lines = logs(conn, meta)
+    assert lines == ["hello", "done"]
+
+    [(labels, rss)] = wait_for(lambda: series(call(conn.get_metrics, meta), "rss_bytes"), what="rss samples")
+    assert labels == {"pid": str(meta.pid)} and rss and all(v > 0 for _, v in rss)
+    assert series(call(conn.get_metrics, meta), "cpu_percent")
+    assert [r.metric for r in call(conn.get_metrics, meta, queries=["rss_bytes"]).results] == ["rss_bytes"]
+
+
+def test_shell_env_cwd_and_failure(tmp_path: Path) -> None:
+    conn = ShellConnector()
+    meta = conn.create(None, str(tmp_path / "out"), {"command": 'echo "$GREETING from $(pwd)"; echo oops >&2; exit 3',
+                                                      "env": {"GREETING": "hi"}, "cwd": str(tmp_path)})
+    failed = wait_final(conn, meta)
+    assert failed.phase == "FAILED" and failed.message == "exit code 3: oops"
+    assert logs(conn, meta)[1] == [f"hi from {tmp_path}", "oops"]
+
+
+def test_shell_status_from_another_process(tmp_path: Path) -> None:
+    """Without the Popen (as in another server process), the exitcode file gives the status."""
+    from connector_nb.examples import shell
+
+    conn = ShellConnector()
+    meta = conn.create(None, str(tmp_path), {"command": "exit 7"})
+    assert wait_final(conn, meta).message == "exit code 7"
+    with shell._PROCS_LOCK:
+        shell._PROCS.pop(meta.pid)
+    assert get(conn, meta).message == "exit code 7"
+
+
+def test_shell_delete_kills_process_group(tmp_path: Path) -> None:
+    conn = ShellConnector()
+    meta = conn.create(None, str(tmp_path), {"command": "sleep 30 & sleep 30; wait"})
+    wait_for(lambda: get(conn, meta).phase == "RUNNING", what="RUNNING")
+    os.killpg(meta.pid, 0)  # the group exists
+    conn.delete(meta)
+    conn.delete(meta)  # idempotent
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(meta.pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+
+    wait_for(group_gone, what="process group to exit")
+    aborted = get(conn, meta)
+    assert aborted.phase == "ABORTED" and aborted.message == "cancelled by delete"
+    conn.delete(meta)  # after the group is gone, too
+
+
+def test_shell_rejects_bad_inputs(tmp_path: Path) -> None:
+    conn = ShellConnector()
+    for inputs in ({}, {"command": ""}, {"command": "true", "env": {"A": 1}}, {"command": "true", "cwd": "/nope"}):
+        with pytest.raises(InputError):
+            conn.create(None, str(tmp_path), inputs)
+
+
+# ---------------------------------------------------------------------------------------------- sqlite
+
+
+@pytest.fixture
+def demo_db(tmp_path: Path) -> str:
+    return make_demo_database(tmp_path / "demo.sqlite")
+
+
+def read_csv(uri: str) -> list[dict[str, str]]:
+    with open(uri, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_demo_database_is_deterministic(tmp_path: Path) -> None:
+    a, b = make_demo_database(tmp_path / "a.db"), make_demo_database(tmp_path / "b.db")
+    dump = [list(sqlite3.connect(p).execute("SELECT * FROM trips ORDER BY id")) for p in (a, b)]
+    assert len(dump[0]) == 200 and dump[0] == dump[1]
+
+
+def test_sqlite_query_succeeds_with_csv(demo_db: str, tmp_path: Path) -> None:
+    from connector_nb.literals import StructuredDataset
+
+    conn = SQLiteQueryConnector()
+    query = "SELECT id, city, fare FROM trips WHERE distance_km > 10 ORDER BY id"
+    meta = conn.create(template("sqlite_query"), str(tmp_path / "out"), {"database": demo_db, "query": query})
+    done = wait_final(conn, SQLiteMeta.decode(meta.encode()))
+    assert done.phase == "SUCCEEDED", done.message
+    results = done.outputs["results"]
+    assert isinstance(results, StructuredDataset) and results.format == "csv"
+    expected = sqlite3.connect(demo_db).execute(query).fetchall()
+    rows = read_csv(results.uri)
+    assert len(rows) == len(expected) > 0 and done.custom_info["rows"] == len(expected)
+    assert [int(r["id"]) for r in rows] == [e[0] for e in expected] and list(rows[0]) == ["id", "city", "fare"]
+    assert Path(meta.job_dir, "status.json").exists()
+
+    _, lines = logs(conn, meta)
+    assert any("started query" in line for line in lines)
+    assert any(f"fetched {len(expected)} rows" in line for line in lines)
+    assert lines[-1].endswith("wrote results.csv")
+    [(labels, points)] = series(call(conn.get_metrics, meta), "rows_fetched")
+    assert labels == {"job_id": meta.job_id} and points[-1][1] == len(expected)
+
+
+def test_sqlite_params_and_timeout_custom(demo_db: str, tmp_path: Path) -> None:
+    conn = SQLiteQueryConnector()
+    inputs = {"database": demo_db, "query": "SELECT * FROM trips WHERE city = :city", "params": {"city": "Paris"}}
+    done = wait_final(conn, conn.create(template("sqlite_query", {"timeout": 30.0}), str(tmp_path), inputs))
+    assert done.phase == "SUCCEEDED", done.message
+    expected = sqlite3.connect(demo_db).execute("SELECT count(*) FROM trips WHERE city = 'Paris'").fetchone()[0]
+    rows = read_csv(done.outputs["results"].uri)
+    assert len(rows) == expected > 0 and {r["city"] for r in rows} == {"Paris"}
+    with pytest.raises(InputError):
+        conn.create(template("sqlite_query", {"timeout": -1}), str(tmp_path), inputs)
+
+
+def test_sqlite_errors_fail_with_sqlite_message(demo_db: str, tmp_path: Path) -> None:
+    conn = SQLiteQueryConnector()
+    failed = wait_final(conn, conn.create(None, str(tmp_path), {"database": demo_db, "query": "SELECT * FROM foo"}))
+    assert failed.phase == "FAILED" and failed.message == "no such table: foo"
+    missing = {"database": str(tmp_path / "missing.db"), "query": "SELECT 1"}
+    assert "unable to open database" in wait_final(conn, conn.create(None, str(tmp_path), missing)).message
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_sqlite_delete_interrupts_long_query(demo_db: str, tmp_path: Path) -> None:
+    conn = SQLiteQueryConnector()
+    # A recursive CTE that would run for a very long time unless interrupted.
+    slow = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) "
+            "SELECT count(*) FROM n")
+    meta = conn.create(None, str(tmp_path), {"database": demo_db, "query": slow})
+    wait_for(lambda: get(conn, meta).phase == "RUNNING", what="RUNNING")
+    conn.delete(meta)
+    conn.delete(meta)
+    aborted = get(conn, meta)
+    assert aborted.phase == "ABORTED" and aborted.message == "cancelled by delete"
+    # The worker itself records ABORTED once sqlite returns from the interrupt.
+    wait_for(lambda: '"ABORTED"' in Path(meta.job_dir, "status.json").read_text(), what="worker to stop")
+
+
+def test_sqlite_timeout_fails(demo_db: str, tmp_path: Path) -> None:
+    conn = SQLiteQueryConnector()
+    slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) SELECT count(*) FROM n"
+    meta = conn.create(template("sqlite_query", {"timeout": 0.2}), str(tmp_path), {"database": demo_db, "query": slow})
+    failed = wait_final(conn, meta)
+    assert failed.phase == "FAILED" and failed.message == "query timed out after 0.2 s"

@@ -1,0 +1,354 @@
+"""Session and Run behaviour against scripted fake connectors (in-process transport, real engine thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from connector_nb import ConnectorRegistry, PollPolicy, Resource, Session
+from connector_nb.errors import (
+    ConnectorCallError, EngineError, InputError, MetadataError, NotSupportedError, PollingStoppedError,
+    SessionClosedError, UnknownTaskTypeError,
+)
+from connector_nb.session import AsyncSession
+from connector_nb.testing import BlockingFakeConnector, FakeConnector, fast_policy, phases, wait_until
+
+
+@pytest.fixture
+def make_session(tmp_path):
+    sessions = []
+
+    def make(*connectors, **options):
+        registry = ConnectorRegistry(connectors)
+        options.setdefault("poll", fast_policy())
+        session = Session(registry=registry, output_dir=str(tmp_path), **options)
+        sessions.append(session)
+        return session
+
+    yield make
+    for s in sessions:
+        s.close()
+
+
+def test_launch_polls_to_success_and_records_transitions(make_session):
+    fake = FakeConnector(script=["RUNNING", "RUNNING", "SUCCEEDED"])
+    session = make_session(fake)
+    run = session.launch("fake")
+    resource = run.wait(timeout=10)
+    assert resource.phase == "SUCCEEDED" == run.phase
+    assert phases(run.transitions) == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert run.get_calls == 3 and run.done and run.ended_at is not None
+    assert [m for m, _ in fake.calls] == ["create", "get", "get", "get"]
+    frame = run.timeline()
+    assert list(frame["phase"]) == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert (frame["duration_s"] >= 0).all()
+
+
+def test_many_runs_at_once_are_independent(make_session):
+    fake = FakeConnector(script=["RUNNING", "RUNNING", "SUCCEEDED"])
+    session = make_session(fake)
+    runs = session.launch_many("fake", [{} for _ in range(200)])
+    for run in runs:
+        run.wait(timeout=20)
+    assert {r.phase for r in runs} == {"SUCCEEDED"}
+    assert len({r.run_id for r in runs}) == 200
+    assert session.counts() == {"SUCCEEDED": 200}
+    assert len(session.runs_frame()) == 200
+
+
+def test_unknown_task_type_lists_registered(make_session):
+    session = make_session(FakeConnector(), FakeConnector("other", task_type_version=2))
+    with pytest.raises(UnknownTaskTypeError, match=r"'nope'.*registered: fake \(v0\), other \(v2\)"):
+        session.launch("nope")
+    with pytest.raises(UnknownTaskTypeError, match="version 1"):
+        session.launch("fake", version=1)
+
+
+def test_inputs_are_checked_against_the_interface(make_session):
+    fake = FakeConnector(input_types={"n": int, "label": str})
+    session = make_session(fake)
+    with pytest.raises(InputError, match="'count'"):
+        session.launch("fake", {"n": 1, "label": "x", "count": 3})
+    with pytest.raises(InputError, match="'n'"):
+        session.launch("fake", {"n": "three", "label": "x"})
+    with pytest.raises(InputError, match="label"):
+        session.launch("fake", {"n": 1})
+    run = session.launch("fake", n=3, label="ok")
+    run.wait(timeout=10)
+    assert fake.created == {"job-1": {"n": 3, "label": "ok"}}
+    assert run.inputs == {"n": 3, "label": "ok"}
+
+
+def test_create_error_raises_and_session_keeps_working(make_session):
+    bad = FakeConnector("bad", raises={"create": RuntimeError("quota exceeded")})
+    session = make_session(bad, FakeConnector())
+    with pytest.raises(ConnectorCallError, match=r"'bad' failed in create\(\): RuntimeError: quota exceeded") as info:
+        session.launch("bad")
+    assert isinstance(info.value.original, RuntimeError)
+    assert session.runs == []
+    assert session.launch("fake").wait(timeout=10).phase == "SUCCEEDED"
+
+
+def test_transient_get_errors_are_retried(make_session):
+    fake = FakeConnector(script=[ConnectionError("blip"), ConnectionError("blip"), "RUNNING", "SUCCEEDED"])
+    run = make_session(fake).launch("fake")
+    assert run.wait(timeout=10).phase == "SUCCEEDED"
+    assert run.get_calls == 2  # successful gets only
+    assert [m for m, _ in fake.calls].count("get") == 4
+
+
+def test_persistent_get_errors_stop_polling_visibly_without_hurting_others(make_session):
+    broken = FakeConnector("broken", script=[ValueError("backend exploded")])
+    session = make_session(broken, FakeConnector())
+    bad_run = session.launch("broken", poll=fast_policy(max_get_errors=3))
+    good_run = session.launch("fake")
+    with pytest.raises(PollingStoppedError, match="3 consecutive get errors.*backend exploded"):
+        bad_run.wait(timeout=10)
+    assert isinstance(bad_run.error, ConnectorCallError) and isinstance(bad_run.error.original, ValueError)
+    assert bad_run.done and bad_run.phase == "QUEUED"
+    assert [m for m, _ in broken.calls].count("get") == 3
+    assert good_run.wait(timeout=10).phase == "SUCCEEDED"
+
+
+def test_resume_after_polling_stopped(make_session):
+    fake = FakeConnector(script=[ValueError("x"), ValueError("x"), "SUCCEEDED"])
+    run = make_session(fake).launch("fake", poll=fast_policy(max_get_errors=2))
+    with pytest.raises(PollingStoppedError):
+        run.wait(timeout=10)
+    run.resume()
+    assert run.wait(timeout=10).phase == "SUCCEEDED"
+
+
+def test_retryable_failed_ends_polling(make_session):
+    fake = FakeConnector(script=["RUNNING", Resource(phase="RETRYABLE_FAILED", message="throttled")])
+    run = make_session(fake).launch("fake")
+    resource = run.wait(timeout=10)
+    assert resource.phase == "RETRYABLE_FAILED" and resource.message == "throttled"
+    calls = len(fake.calls)
+    wait_until(lambda: run.done)
+    threading.Event().wait(0.1)
+    assert len(fake.calls) == calls  # no further gets: it does not spin
+
+
+def test_failed_phase_keeps_message(make_session):
+    fake = FakeConnector(script=[Resource(phase="FAILED", message="OOM killed")])
+    run = make_session(fake).launch("fake")
+    assert run.wait(timeout=10).phase == "FAILED"
+    assert run.message == "OOM killed" and run.transitions[-1].message == "OOM killed"
+
+
+def test_cancel_calls_delete_once_and_is_idempotent(make_session):
+    fake = FakeConnector(script=["RUNNING"])
+    run = make_session(fake).launch("fake")
+    wait_until(lambda: run.phase == "RUNNING", what="RUNNING")
+    run.cancel()
+    run.cancel()
+    assert run.phase == "ABORTED" and run.done
+    assert [m for m, _ in fake.calls].count("delete") == 1
+    assert run.wait(timeout=1).phase == "ABORTED"
+
+
+def test_cancel_error_is_raised_and_polling_continues(make_session):
+    fake = FakeConnector(script=["RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"], raises={"delete": OSError("denied")})
+    run = make_session(fake).launch("fake")
+    with pytest.raises(ConnectorCallError, match="delete.*denied"):
+        run.cancel()
+    assert run.wait(timeout=10).phase == "SUCCEEDED"
+
+
+def test_timeout_cancels_the_run(make_session):
+    fake = FakeConnector(script=["RUNNING"])
+    run = make_session(fake).launch("fake", poll=fast_policy(timeout=0.2))
+    assert run.wait(timeout=10).phase == "ABORTED"
+    assert "timed out after 0.2 s" in run.message
+    assert fake.deleted == {"job-1"}
+
+
+def test_metrics_frame_and_paginated_logs(make_session):
+    fake = FakeConnector(logs=[["a", "b"], ["c"]])
+    run = make_session(fake).launch("fake")
+    run.wait(timeout=10)
+    frame = run.metrics()
+    assert list(frame.columns) == ["metric", "timestamp", "value", "job"]
+    assert list(frame["value"]) == [0.0, 1.5, 3.0] and set(frame["job"]) == {"job-1"}
+    logs = run.logs()
+    assert logs == "a\nb\nc" and logs.lines == ["a", "b", "c"]
+    assert [m for m, _ in fake.calls].count("get_logs") == 2
+
+
+class _Minimal(FakeConnector):
+    get_metrics = FakeConnector.__mro__[1].get_metrics  # back to the base: not implemented
+    get_logs = FakeConnector.__mro__[1].get_logs
+
+
+def test_metrics_and_logs_not_supported(make_session):
+    run = make_session(_Minimal("minimal")).launch("minimal")
+    run.wait(timeout=10)
+    with pytest.raises(NotSupportedError, match="'minimal' connector has no metrics"):
+        run.metrics()
+    with pytest.raises(NotSupportedError, match="has no logs"):
+        run.logs()
+
+
+def test_outputs_are_python_values(make_session):
+    fake = FakeConnector(outputs={"rows": 3, "names": ["a", "b"]})
+    run = make_session(fake).launch("fake")
+    run.wait(timeout=10)
+    assert run.outputs == {"rows": 3, "names": ["a", "b"]}
+
+
+def test_outputs_from_a_literal_map(make_session):
+    from connector_nb.literals import to_literal_map
+
+    fake = FakeConnector(outputs=to_literal_map({"total": 2.5}))
+    run = make_session(fake).launch("fake")
+    run.wait(timeout=10)
+    assert run.outputs == {"total": 2.5}
+
+
+def test_malformed_resource_meta_is_a_clear_error(make_session):
+    run = make_session(FakeConnector(script=["RUNNING"]), poll=fast_policy(max_get_errors=1)).launch("fake")
+    run.resource_meta = b"\x00not json"
+    with pytest.raises(MetadataError, match="malformed FakeMeta bytes"):
+        run.refresh()
+    run.resource_meta = b'{"nope": 1}'
+    with pytest.raises(MetadataError, match="expected fields: job_id"):
+        run.refresh()
+
+
+def test_blocking_connector_does_not_stall_the_loop(make_session):
+    slow = BlockingFakeConnector("slow", script=["RUNNING", "SUCCEEDED"], block=0.5)
+    fast = FakeConnector(script=["RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"])
+    session = make_session(slow, fast)
+    slow_run = session.launch("slow")
+    fast_run = session.launch("fake")
+    fast_run.wait(timeout=10)
+    # The fast run finished several polls while the slow one was still inside its first blocking get.
+    assert fast_run.get_calls == 4 and slow_run.get_calls == 0
+    assert slow_run.wait(timeout=10).phase == "SUCCEEDED"
+
+
+def test_step_mode_polls_only_on_refresh(make_session):
+    fake = FakeConnector(script=["RUNNING", "RUNNING", "SUCCEEDED"])
+    run = make_session(fake).launch("fake", autopoll=False)
+    threading.Event().wait(0.05)
+    assert run.get_calls == 0
+    with pytest.raises(EngineError, match="step mode"):
+        run.wait(timeout=1)
+    run.refresh()
+    run.refresh()
+    assert phases(run.transitions) == ["QUEUED", "RUNNING", "RUNNING"]
+    assert run.transitions[-1].resource is not None and run.transitions[-1].resource.message == "running (get #2)"
+    run.refresh()
+    assert run.phase == "SUCCEEDED" and run.done
+
+
+def test_transitions_carry_log_links_and_custom_info(make_session):
+    running = Resource(phase="RUNNING", log_links=[("console", "http://example.invalid/1")], custom_info={"k": 1})
+    run = make_session(FakeConnector(script=[running, "SUCCEEDED"])).launch("fake")
+    run.wait(timeout=10)
+    t = run.transitions[1]
+    assert t.log_links[0].uri == "http://example.invalid/1" and t.custom_info == {"k": 1}
+
+
+def test_blocking_on_the_engine_loop_is_detected(make_session):
+    fake = FakeConnector(script=["RUNNING", "RUNNING", "SUCCEEDED"])
+    session = make_session(fake)
+    seen: list[BaseException] = []
+
+    def observer(run):
+        try:
+            run.refresh()
+        except EngineError as e:
+            seen.append(e)
+
+    session.on_change(observer)
+    session.launch("fake").wait(timeout=10)
+    assert seen and "deadlock" in str(seen[0])
+
+
+async def test_await_run_from_a_running_loop_does_not_block_it(make_session):
+    session = make_session(FakeConnector(script=["RUNNING", "RUNNING", "SUCCEEDED"]))
+    run = session.launch("fake")
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    task = asyncio.create_task(ticker())
+    resource = await run
+    task.cancel()
+    assert resource.phase == "SUCCEEDED"
+    assert ticks > 0  # this loop kept running while we awaited
+
+
+async def test_async_session_on_the_callers_loop():
+    async with AsyncSession(registry=ConnectorRegistry([FakeConnector()]), poll=fast_policy()) as session:
+        runs = await asyncio.gather(*(session.launch("fake") for _ in range(20)))
+        results = await asyncio.gather(*(r.wait_async(timeout=10) for r in runs))
+        assert {r.phase for r in results} == {"SUCCEEDED"}
+        with pytest.raises(EngineError, match="deadlock"):
+            runs[0].wait()  # blocking on the loop we are running on
+    with pytest.raises(SessionClosedError):
+        await session.launch("fake")
+
+
+def test_close_stops_the_engine_without_leaks(tmp_path):
+    before = {t.name for t in threading.enumerate()}
+    session = Session(registry=ConnectorRegistry([FakeConnector(script=["RUNNING"]),
+                                                  BlockingFakeConnector("slow", script=["RUNNING"], block=0.01)]),
+                      poll=fast_policy(), output_dir=str(tmp_path))
+    runs = [session.launch("fake") for _ in range(5)] + [session.launch("slow") for _ in range(3)]
+    wait_until(lambda: all(r.get_calls for r in runs), what="polls")
+    loop = session._loop
+    session.close(cancel_running=True)
+    assert all(r.phase == "ABORTED" for r in runs)
+    assert loop.is_closed()
+    wait_until(lambda: {t.name for t in threading.enumerate()} <= before, timeout=10, what="threads to end")
+    with pytest.raises(SessionClosedError):
+        session.launch("fake")
+
+
+def test_engine_is_shared_and_released_by_the_last_session(tmp_path):
+    registry = ConnectorRegistry([FakeConnector()])
+    a = Session(registry=registry, output_dir=str(tmp_path))
+    b = Session(registry=registry, output_dir=str(tmp_path))
+    assert a._loop is b._loop
+    a.close()
+    assert b.launch("fake").wait(timeout=10).phase == "SUCCEEDED"
+    b.close()
+    assert b._loop.is_closed()
+
+
+def test_a_raising_observer_does_not_stop_polling(make_session):
+    session = make_session(FakeConnector(script=["RUNNING", "SUCCEEDED"]))
+    session.on_change(lambda run: 1 / 0)
+    assert session.launch("fake").wait(timeout=10).phase == "SUCCEEDED"
+
+
+def test_get_run_names_known_runs(make_session):
+    session = make_session(FakeConnector())
+    run = session.launch("fake")
+    assert session.get_run(run.run_id) is run
+    with pytest.raises(KeyError, match="no run 'zzz'.*" + run.run_id):
+        session.get_run("zzz")
+
+
+def test_poll_policy_validation_and_growth():
+    with pytest.raises(ValueError, match="growth must be >= 1"):
+        PollPolicy(growth=0.5)
+    with pytest.raises(ValueError, match="jitter"):
+        PollPolicy(jitter=1.5)
+    policy = PollPolicy()
+    elapsed, interval, gets = 0.0, None, 0
+    while elapsed < 20:
+        interval = policy.next_interval(interval)
+        elapsed += interval
+        gets += 1
+    assert gets <= 15  # a 20 s job costs at most ~15 gets with the defaults
+    assert policy.backoff(1) < policy.backoff(3) <= policy.max_interval
