@@ -181,7 +181,7 @@ def _host_port(host: str, port: int) -> str:
 
 async def _start(
     registry: ConnectorRegistry, host: str, port: int, certificate: Any, private_key: Any, max_workers: int,
-    options: Iterable[tuple[str, Any]],
+    options: Iterable[tuple[str, Any]], interceptors: Iterable[Any],
 ) -> tuple[grpc.aio.Server, int, LocalTransport]:
     import grpc
     import grpc.aio
@@ -193,7 +193,7 @@ async def _start(
     transport = LocalTransport(registry, max_workers=max_workers)
     servicer = _AgentServicer(transport)
     # so_reuseport off: binding a port that is in use must fail, not silently share it.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options], interceptors=list(interceptors) or None)
     agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(servicer, server)
     agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -338,6 +338,7 @@ def serve(
     max_workers: int = 32,
     block: bool = True,
     options: Iterable[tuple[str, Any]] = (),
+    interceptors: Iterable[Any] = (),
 ) -> ServerHandle:
     """Serve ``registry``'s connectors (the default registry when None) over gRPC.
 
@@ -345,13 +346,15 @@ def serve(
     registered, like ``pyflyte serve connector --modules``. ``max_workers`` threads run ``def`` connector
     methods; ``async def`` ones run on the server's loop. With ``block=False`` the server runs in a
     background thread and the handle is returned at once; otherwise this returns after Ctrl-C/SIGTERM.
+    ``options`` are extra grpc server options; ``interceptors`` grpc.aio server interceptors (e.g. auth).
     """
     from .registry import ConnectorRegistry
 
     registry = registry if registry is not None else ConnectorRegistry.default()
     import_modules(registry, modules)
     handle = ServerHandle(host, certificate is not None, registry.describe())
-    handle._launch(_start(registry, host, int(port), certificate, private_key, max_workers, tuple(options)))
+    handle._launch(_start(registry, host, int(port), certificate, private_key, max_workers, tuple(options),
+                           tuple(interceptors)))
     if block:
         try:
             handle.wait()

@@ -65,11 +65,12 @@ def task_template(
 def interface_types(
     template: tasks_pb2.TaskTemplate,
 ) -> tuple[dict[str, types_pb2.LiteralType], dict[str, types_pb2.LiteralType]]:
-    """The (inputs, outputs) LiteralTypes of a template's interface, by name."""
+    """The (inputs, outputs) LiteralTypes of a template's interface, sorted by name."""
+    # Protobuf maps keep no order (iteration varies between processes), so sort for stable messages and forms.
     iface = template.interface
     return (
-        {n: v.type for n, v in iface.inputs.variables.items()},
-        {n: v.type for n, v in iface.outputs.variables.items()},
+        {n: iface.inputs.variables[n].type for n in sorted(iface.inputs.variables)},
+        {n: iface.outputs.variables[n].type for n in sorted(iface.outputs.variables)},
     )
 
 

@@ -18,7 +18,13 @@ from google.protobuf import json_format, struct_pb2
 from connector_nb.connector import AsyncConnector, Resource, ResourceMeta
 from connector_nb.errors import InputError
 from connector_nb.examples import (
-    CONNECTORS, ShellConnector, ShellMeta, SleepConnector, SleepMeta, SQLiteMeta, SQLiteQueryConnector,
+    CONNECTORS,
+    ShellConnector,
+    ShellMeta,
+    SleepConnector,
+    SleepMeta,
+    SQLiteMeta,
+    SQLiteQueryConnector,
     make_demo_database,
 )
 
@@ -319,3 +325,21 @@ def test_sqlite_timeout_fails(demo_db: str, tmp_path: Path) -> None:
     meta = conn.create(template("sqlite_query", {"timeout": 0.2}), str(tmp_path), {"database": demo_db, "query": slow})
     failed = wait_final(conn, meta)
     assert failed.phase == "FAILED" and failed.message == "query timed out after 0.2 s"
+
+
+def test_shell_delete_escalates_to_sigkill(tmp_path: Path) -> None:
+    """A group that ignores SIGTERM (ignored signals survive exec) is SIGKILLed after the grace period."""
+    conn = ShellConnector()
+    meta = conn.create(None, str(tmp_path), {"command": "trap '' TERM; while true; do sleep 0.1; done"})
+    wait_for(lambda: get(conn, meta).phase == "RUNNING", what="RUNNING")
+    conn.delete(meta)
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(meta.pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+
+    wait_for(group_gone, what="process group to be killed")
+    assert get(conn, meta).phase == "ABORTED"

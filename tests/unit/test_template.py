@@ -82,7 +82,7 @@ def test_unsupported_interface_type_names_field() -> None:
 
 def test_interface_types() -> None:
     inputs, outputs = interface_types(sleep_template())
-    assert {n: type_name(t) for n, t in inputs.items()} == {"seconds": "float", "fail": "bool"}
+    assert [(n, type_name(t)) for n, t in inputs.items()] == [("fail", "bool"), ("seconds", "float")]
     assert {n: type_name(t) for n, t in outputs.items()} == {"slept": "float"}
 
 
@@ -103,22 +103,22 @@ def test_bind_inputs_applies_defaults_under_inputs() -> None:
 def test_bind_inputs_unknown_name_lists_expected() -> None:
     with pytest.raises(InputError) as info:
         bind_inputs(sleep_template(), {"secs": 1.0, "fail": False})
-    assert str(info.value) == "task 'sleep' has no input 'secs'; expected: seconds (float), fail (bool)"
+    assert str(info.value) == "task 'sleep' has no input 'secs'; expected: fail (bool), seconds (float)"
 
 
 def test_bind_inputs_several_unknown_names() -> None:
-    with pytest.raises(InputError, match="task 'sleep' has no inputs 'a', 'b'; expected: seconds"):
+    with pytest.raises(InputError, match=r"task 'sleep' has no inputs 'a', 'b'; expected: fail \(bool\), seconds"):
         bind_inputs(sleep_template(), {"a": 1, "b": 2})
 
 
 def test_bind_inputs_missing_required() -> None:
     with pytest.raises(InputError) as info:
         bind_inputs(sleep_template(), {"seconds": 1.0})
-    assert str(info.value) == "task 'sleep' is missing required input 'fail'; expected: seconds (float), fail (bool)"
+    assert str(info.value) == "task 'sleep' is missing required input 'fail'; expected: fail (bool), seconds (float)"
 
 
 def test_bind_inputs_missing_several_uses_template_name() -> None:
-    with pytest.raises(InputError, match="task 'nap' is missing required inputs 'seconds', 'fail'"):
+    with pytest.raises(InputError, match="task 'nap' is missing required inputs 'fail', 'seconds'"):
         bind_inputs(sleep_template(name="nap"), {})
 
 

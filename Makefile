@@ -1,0 +1,48 @@
+# connector_nb: `make lab` (JupyterLab on the quickstart), `make test` (the whole suite), `make bench`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8888
+PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: venv lab test test-fast lint bench chromium flytekit-venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,lab]"
+	touch $@
+
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends chromium; \
+	  else echo "chromium is missing: run 'sudo apt-get update && sudo apt-get install -y chromium'" >&2; exit 1; fi; \
+	fi
+
+# flytekit lives in its own virtualenv: the interop tests run its `pyflyte serve connector`.
+flytekit-venv: venv
+	$(PY) -c "import sys; sys.path.insert(0, 'tests/integration'); import flytekit_env; print(flytekit_env.flytekit_python())"
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb --ServerApp.ip=127.0.0.1 --port=$(PORT)
+
+test: venv chromium flytekit-venv
+	$(PY) -m ruff check connector_nb tests benchmarks
+	$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with notebooks/sanitize.cfg -ra $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -p no:cacheprovider tests/unit -q $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check connector_nb tests benchmarks
+
+bench: venv
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .venv-flytekit test-artifacts build *.egg-info
