@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from flyteidl.admin import agent_pb2
 
 _FETCH_BATCH = 500
+#: SQLite VM instructions between checks for cancellation and timeout (cheap: a flag and a clock read).
+_PROGRESS_EVERY = 10_000
 _TERMINAL = ("SUCCEEDED", "FAILED", "ABORTED")
 
 
@@ -241,24 +243,27 @@ def _query(meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float 
     if not os.path.isfile(meta.database):
         raise sqlite3.OperationalError(f"unable to open database file: {meta.database} does not exist")
     connection = sqlite3.connect(meta.database, timeout=timeout or 5.0, check_same_thread=False)
-    watchdog = threading.Timer(timeout, _interrupt, args=(rec.job,)) if timeout else None
+    deadline = time.monotonic() + timeout if timeout else None
+    # interrupt() is a no-op when no statement is running yet, so a delete that lands between connect and
+    # execute would be lost; the progress handler re-checks the flag (and the timeout) as the query runs.
+    connection.set_progress_handler(lambda: _should_stop(rec.job, deadline), _PROGRESS_EVERY)
     with rec.job.lock:
         rec.job.connection = connection
     try:
-        if watchdog:
-            watchdog.start()
         cursor = connection.execute(query, params)
         _write_csv(cursor, Path(meta.job_dir) / "results.csv", rec)
         connection.commit()  # for INSERT/UPDATE statements; harmless after a SELECT
     finally:
-        if watchdog:
-            watchdog.cancel()
         with rec.job.lock:
             rec.job.connection = None
         connection.close()
     if rec.job.cancel.is_set():
         raise sqlite3.OperationalError("interrupted")
     rec.status("SUCCEEDED", f"{rec.rows} rows")
+
+
+def _should_stop(job: _Job, deadline: float | None) -> bool:
+    return job.cancel.is_set() or (deadline is not None and time.monotonic() > deadline)
 
 
 def _interrupt(job: _Job) -> None:

@@ -1,0 +1,78 @@
+"""Mime bundles for Run and Session: text and HTML always, plus a live widget when a frontend can show one.
+
+A saved notebook (GitHub, nbviewer, VS Code without widgets) then shows the HTML status rather than
+"Error displaying widget"; a live Jupyter frontend prefers the widget view.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from . import reprs
+
+if TYPE_CHECKING:
+    from ..session import Run, Session
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+# One live view per object: displaying a run twice shows two views of the same widget model.
+_VIEWS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def widgets_available() -> bool:
+    """Whether ipywidgets is importable and we run inside an IPython kernel (which has comms)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def widget_view_json(widget: Any) -> dict[str, Any]:
+    return {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
+
+
+def _filtered(bundle: dict[str, Any], include: Iterable[str] | None, exclude: Iterable[str] | None) -> dict[str, Any]:
+    if include:
+        bundle = {k: v for k, v in bundle.items() if k in set(include)}
+    if exclude:
+        bundle = {k: v for k, v in bundle.items() if k not in set(exclude)}
+    return bundle
+
+
+def _bundle(obj: Any, text: str, html: str, make_view: Callable[[], Any], include: Any, exclude: Any) -> dict:
+    bundle: dict[str, Any] = {"text/plain": text, "text/html": html}
+    wanted = (not include or WIDGET_MIME in include) and not (exclude and WIDGET_MIME in exclude)
+    if wanted and widgets_available():
+        view = _VIEWS.get(obj)
+        if view is None or getattr(view, "comm", None) is None:
+            view = _VIEWS[obj] = make_view()
+        bundle[WIDGET_MIME] = widget_view_json(view)
+    return _filtered(bundle, include, exclude)
+
+
+def run_mimebundle(run: Run, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> dict:
+    """``Run._repr_mimebundle_``: text/plain, text/html and, in a kernel with ipywidgets, a live RunView."""
+    def make() -> Any:
+        from .run_view import RunView
+
+        return RunView(run)
+
+    return _bundle(run, reprs.run_text(run), reprs.run_html(run), make, include, exclude)
+
+
+def session_mimebundle(
+    session: Session, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+) -> dict:
+    """``Session._repr_mimebundle_``: text/plain, text/html and, in a kernel with ipywidgets, a Dashboard."""
+    def make() -> Any:
+        from .dashboard import Dashboard
+
+        return Dashboard(session)
+
+    return _bundle(session, reprs.session_text(session), reprs.session_html(session), make, include, exclude)
+
+
+__all__ = ["WIDGET_MIME", "run_mimebundle", "session_mimebundle", "widget_view_json", "widgets_available"]

@@ -1,0 +1,233 @@
+"""Fixtures that drive a real JupyterLab server in Debian's Chromium through Playwright.
+
+``lab_server`` starts ``jupyter lab`` (this virtualenv's python) on a free 127.0.0.1 port with a random token and
+isolated config/data/runtime/settings/workspace directories; ``browser_page`` gives a fresh Chromium page.
+``open_notebook`` / ``run_cell`` / ``wait_kernel_idle`` drive a notebook like a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psutil
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+CHROMIUM = os.environ.get("CNB_CHROMIUM", "/usr/bin/chromium")
+# Root in a container, no network and no GPU: keep Chromium from phoning home or needing a sandbox.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+# windowingMode "none" keeps every cell attached to the DOM, so locators see cells outside the viewport.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 20.0
+UI_TIMEOUT_MS = 60_000
+
+
+@dataclass
+class LabServer:
+    port: int
+    token: str
+    root_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"{self.base_url}/{path.lstrip('/')}{sep}token={self.token}"
+
+    def api(self, path: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(self.url(path), method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_settings(settings_dir: Path) -> None:
+    for plugin, values in LAB_SETTINGS.items():
+        path = settings_dir / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def _lab_env(base: Path) -> dict[str, str]:
+    # Isolate every per-user Jupyter/IPython directory; kernelspecs and labextensions still come from sys.prefix.
+    env = dict(os.environ)
+    for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")]:
+        (base / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(base / sub)
+    env.pop("JUPYTER_PATH", None)
+    env.pop("JUPYTER_CONFIG_PATH", None)
+    # The kernelspec's argv is "python": make sure it resolves to this virtualenv's interpreter.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _lab_command(port: int, token: str, root: Path, base: Path) -> list[str]:
+    # CI containers run as root; the extension manager stays read-only so nothing queries PyPI.
+    root_flag = ["--allow-root"] if os.geteuid() == 0 else []
+    return [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", *root_flag,
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={base / 'settings'}", f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        "--KernelSpecManager.ensure_native_kernel=True", "--ServerApp.terminals_enabled=False",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
+    ]
+
+
+def _wait_ready(server: LabServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            server.api("api/status")
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.25)
+    raise TimeoutError(f"jupyter lab did not answer /api/status within {START_TIMEOUT}s:\n{server.log_tail()}")
+
+
+def _stop(server: LabServer) -> None:
+    # Kernels run in their own sessions: remember every descendant so none outlives the server.
+    try:
+        family = psutil.Process(server.proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    try:
+        server.api("api/shutdown", method="POST")  # graceful: the server shuts its kernels down first
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait(timeout=STOP_TIMEOUT)
+    _, alive = psutil.wait_procs(family, timeout=5)
+    for proc in alive:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    base = tmp_path_factory.mktemp("jupyter")
+    root = tmp_path_factory.mktemp("lab_root")
+    _write_settings(base / "settings")
+    port, token = _free_port(), secrets.token_hex(16)
+    log_path = base / "jupyter-lab.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            _lab_command(port, token, root, base), cwd=root, env=_lab_env(base),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    server = LabServer(port=port, token=token, root_dir=root, log_path=log_path, proc=proc)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        _stop(server)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Any, lab_server: LabServer) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def write_notebook(root: Path, name: str, cells: list[str]) -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    # A kernelspec in the metadata makes JupyterLab start python3 without a kernel picker dialog.
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    path = root / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path.name
+
+
+def cell(page: Any, index: int) -> Any:
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
+
+
+def wait_kernel_idle(page: Any, timeout_ms: int = UI_TIMEOUT_MS) -> None:
+    # The toolbar's execution indicator reflects the kernel status reported over the websocket.
+    indicator = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
+    indicator.and_(page.locator("[data-status='idle']")).wait_for(timeout=timeout_ms)
+
+
+def open_notebook(page: Any, server: LabServer, name: str) -> None:
+    page.goto(server.url(f"lab/tree/{name}"))
+    cell(page, 0).wait_for()
+    wait_kernel_idle(page)
+
+
+def run_cell(page: Any, index: int, timeout_ms: int = UI_TIMEOUT_MS) -> Any:
+    """Run one cell with Shift+Enter, as a user would, and wait until its execution count is shown."""
+    target = cell(page, index)
+    target.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    prompt = target.locator(".jp-InputArea-prompt")
+    prompt.filter(has_text=re.compile(r"\[\d+\]")).wait_for(timeout=timeout_ms)
+    return target
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

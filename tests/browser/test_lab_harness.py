@@ -1,0 +1,67 @@
+"""Smoke tests of the browser harness itself: settings, kernel interpreter and live ipywidgets rendering.
+
+They use a plain ``ipywidgets.HTML`` so a failure here points at the environment (JupyterLab, the widget
+manager, Chromium), not at connector_nb's widgets.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import cell, open_notebook, run_cell, screenshot, write_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+LIVE_BADGE = '''\
+import threading, time
+import ipywidgets as w
+
+def span(phase):
+    return f"<span class='cnb-phase-badge' data-phase='{phase}'>{phase}</span>"
+
+badge = w.HTML(value=span("QUEUED"))
+
+def advance():
+    # Updates come from a thread after the cell finished: the browser must render them unprompted.
+    for phase in ("RUNNING", "SUCCEEDED"):
+        time.sleep(2)
+        badge.value = span(phase)
+
+threading.Thread(target=advance, daemon=True).start()
+badge
+'''
+
+
+def test_lab_settings_overrides_apply(lab_server):
+    tracker = lab_server.api("lab/api/settings/@jupyterlab/notebook-extension:tracker")
+    notification = lab_server.api("lab/api/settings/@jupyterlab/apputils-extension:notification")
+    assert tracker["settings"]["windowingMode"] == "none"
+    assert notification["settings"]["fetchNews"] == "false"
+    assert notification["settings"]["checkForUpdates"] is False
+
+
+def test_python3_kernelspec_is_this_virtualenv(lab_server):
+    specs = lab_server.api("api/kernelspecs")
+    assert "python3" in specs["kernelspecs"]
+    resources = specs["kernelspecs"]["python3"]["resources"]
+    assert resources, "python3 kernelspec has no resources"
+
+
+def test_live_widget_updates_render_without_running_a_cell(lab_server, browser_page):
+    page = browser_page
+    name = write_notebook(lab_server.root_dir, "harness", ["import sys; print(sys.executable)", LIVE_BADGE])
+    open_notebook(page, lab_server, name)
+
+    out = run_cell(page, 0).locator(".jp-OutputArea-output")
+    expect(out).to_have_text(str(Path(sys.executable)), use_inner_text=True)
+
+    run_cell(page, 1)
+    badge = cell(page, 1).locator(".jp-OutputArea-output .widget-html .cnb-phase-badge")
+    expect(badge).to_have_attribute("data-phase", "RUNNING")
+    expect(badge).to_have_attribute("data-phase", "SUCCEEDED")
+    expect(badge).to_have_text("SUCCEEDED")
+    screenshot(page, "harness")

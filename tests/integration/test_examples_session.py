@@ -1,0 +1,115 @@
+"""The example connectors through a real Session: real subprocesses, real SQLite, real files."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from connector_nb import Session
+from connector_nb.examples import make_demo_database
+from connector_nb.testing import phases, wait_until
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = Session(output_dir=str(tmp_path))  # the default registry: discovered through the entry point
+    yield s
+    s.close(cancel_running=True)
+
+
+def test_bare_session_offers_the_examples(session):
+    offered = {c.task_type for c in session.connectors()}
+    assert {"sleep", "shell", "sqlite_query"} <= offered
+
+
+def test_sleep_moves_through_phases_with_logs_metrics_outputs(session):
+    run = session.launch("sleep", seconds=0.6)
+    assert run.wait(timeout=20).phase == "SUCCEEDED"
+    assert phases(run.transitions) == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert run.outputs == {"slept": 0.6}
+    assert "tick 1" in run.logs()
+    frame = run.metrics()
+    assert set(frame["metric"]) == {"progress"} and frame["value"].max() <= 1.0
+
+
+def test_sleep_failure_and_many_at_once(session):
+    runs = session.launch_many("sleep", [{"seconds": 0.3, "fail": i % 2 == 1} for i in range(20)])
+    for run in runs:
+        run.wait(timeout=20)
+    assert [r.phase for r in runs] == ["SUCCEEDED", "FAILED"] * 10
+    assert "fail=True" in runs[1].message
+
+
+def test_shell_runs_a_real_process_and_cancel_kills_its_group(session):
+    ok = session.launch("shell", command="echo hello; sleep 0.3; echo done")
+    assert ok.wait(timeout=20).phase == "SUCCEEDED"
+    assert ok.logs().lines[:2] == ["hello", "done"]
+    assert ok.outputs["returncode"] == 0
+    bad = session.launch("shell", command="echo oops >&2; exit 3")
+    assert bad.wait(timeout=20).phase == "FAILED" and "exit code 3" in bad.message
+    long = session.launch("shell", command="sleep 60")
+    wait_until(lambda: long.phase == "RUNNING", what="RUNNING")
+    pid = session.get_run(long.run_id).resource_meta
+    pid = int(__import__("json").loads(pid)["pid"])
+    long.cancel()
+    assert long.phase == "ABORTED"
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(group_gone, timeout=10, what="the process group to be killed")
+    long.cancel()  # idempotent
+
+
+def test_shell_metrics_are_process_samples(session):
+    run = session.launch("shell", command="python3 -c 'import time; x = bytearray(20_000_000); time.sleep(0.8)'")
+    run.wait(timeout=20)
+    frame = run.metrics()
+    assert {"cpu_percent", "rss_bytes"} <= set(frame["metric"])
+    assert frame[frame.metric == "rss_bytes"]["value"].max() > 10_000_000
+
+
+def test_sqlite_query_result_is_a_dataframe(session, tmp_path):
+    import sqlite3
+
+    db = make_demo_database(tmp_path / "demo.sqlite3")
+    query = "SELECT city, COUNT(*) AS n FROM trips WHERE fare > :min_fare GROUP BY city ORDER BY city"
+    run = session.launch("sqlite_query", database=db, query=query, params={"min_fare": 10})
+    assert run.wait(timeout=20).phase == "SUCCEEDED"
+    frame = run.outputs["results"]
+    expected = sqlite3.connect(db).execute(query, {"min_fare": 10}).fetchall()
+    assert [tuple(r) for r in frame.itertuples(index=False)] == expected
+    failed = session.launch("sqlite_query", database=db, query="SELECT * FROM nope")
+    assert failed.wait(timeout=20).phase == "FAILED" and "no such table: nope" in failed.message
+
+
+def test_a_failing_run_does_not_disturb_others(session, tmp_path):
+    db = make_demo_database(tmp_path / "demo.sqlite3")
+    runs = [session.launch("sleep", seconds=0.4), session.launch("sqlite_query", database=db, query="garbage"),
+            session.launch("shell", command="exit 1"), session.launch("sleep", seconds=0.2)]
+    for run in runs:
+        run.wait(timeout=20)
+    assert [r.phase for r in runs] == ["SUCCEEDED", "FAILED", "FAILED", "SUCCEEDED"]
+
+
+def test_sigterm_is_not_left_behind(session):
+    run = session.launch("shell", command="trap '' TERM; sleep 30")  # ignores SIGTERM: needs SIGKILL
+    wait_until(lambda: run.phase == "RUNNING", what="RUNNING")
+    meta = __import__("json").loads(session.get_run(run.run_id).resource_meta)
+    run.cancel()
+
+    def gone() -> bool:
+        try:
+            os.killpg(meta["pid"], 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(gone, timeout=15, what="SIGKILL after SIGTERM was ignored")
+    assert signal.SIGKILL  # documented escalation happened
