@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ThreeGetsConnector, TimerConnector  # noqa: E402
+from _common import ThreeGetsConnector, TimerConnector
 
-from connector_nb import ConnectorRegistry, PollPolicy  # noqa: E402
-from connector_nb.session import AsyncSession  # noqa: E402
+from connector_nb import ConnectorRegistry, PollPolicy
+from connector_nb.session import AsyncSession
 
 
 def cpu() -> float:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import TimerConnector  # noqa: E402
+from _common import TimerConnector
 
-from connector_nb import ConnectorRegistry, PollPolicy, Session  # noqa: E402
+from connector_nb import ConnectorRegistry, PollPolicy, Session
 
 DURATIONS = (0.2, 2.0, 20.0)
 REPEATS = 5

@@ -62,11 +62,16 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily above
     from .connector import AsyncConnector, AsyncConnectorBase, Resource, ResourceMeta
     from .errors import (
-        ConnectorCallError, ConnectorNbError, InputError, MetadataError, PollingStoppedError,
-        ServiceUnavailableError, UnknownTaskTypeError,
+        ConnectorCallError,
+        ConnectorNbError,
+        InputError,
+        MetadataError,
+        PollingStoppedError,
+        ServiceUnavailableError,
+        UnknownTaskTypeError,
     )
     from .polling import PollPolicy
     from .registry import ConnectorRegistry

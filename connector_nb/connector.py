@@ -108,7 +108,9 @@ class Resource:
 
         pb = agent_pb2.Resource(phase=self.phase_value, message=self.message, log_links=self.log_links)
         if self.outputs is not None:
-            outputs = self.outputs if not isinstance(self.outputs, Mapping) else to_literal_map(self.outputs, output_types)
+            outputs = self.outputs
+            if isinstance(outputs, Mapping):
+                outputs = to_literal_map(outputs, output_types)
             pb.outputs.CopyFrom(outputs)
         if self.custom_info:
             pb.custom_info.CopyFrom(json_format.ParseDict(self.custom_info, struct_pb2.Struct()))

@@ -19,6 +19,7 @@ from flyteidl.core import literals_pb2, types_pb2
 from google.protobuf import json_format, struct_pb2
 
 from .errors import InputError, LiteralConversionError
+from .secrets import MASK, is_secret_name
 
 if TYPE_CHECKING:
     import pandas
@@ -190,13 +191,15 @@ def _infer(value: Any, field: str) -> Any:
 # ----------------------------------------------------------------------------------- values -> literal
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, field: str = "") -> str:
+    if is_secret_name(field.split("[")[0]):
+        return f"{type(value).__name__} {MASK}"
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def _mismatch(value: Any, lt: types_pb2.LiteralType, field: str) -> LiteralConversionError:
-    return LiteralConversionError(f"input {field!r}: expected {type_name(lt)}, got {_show(value)}")
+    return LiteralConversionError(f"input {field!r}: expected {type_name(lt)}, got {_show(value, field)}")
 
 
 def _scalar(**kwargs: Any) -> literals_pb2.Literal:

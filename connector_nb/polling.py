@@ -1,7 +1,8 @@
 """PollPolicy: how often a run's ``get`` is called.
 
 Intervals grow geometrically from ``first_interval`` to ``max_interval``, so the poll count grows with
-the log of a job's duration: a 0.2 s job is seen done within ~0.1 s, and a 20 s job costs ~14 gets.
+the log of a job's duration up to the cap: a 0.2 s job is seen done within ~0.1 s, a 20 s job costs
+~15 gets and is seen done within one capped interval (5 s), and a long job costs one get per 5 s.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ class PollPolicy:
 
     first_interval: float = 0.05
     growth: float = 1.45
-    max_interval: float = 10.0
+    max_interval: float = 5.0
     #: Each interval is multiplied by a uniform factor in [1 - jitter, 1 + jitter] to spread many runs.
     jitter: float = 0.1
     #: Seconds after launch after which the run is cancelled (``delete``) and marked ABORTED.

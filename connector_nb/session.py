@@ -20,12 +20,13 @@ from ._engine import ENGINE, await_on, blocking, run_blocking
 from .connector import FINAL_PHASES, TERMINAL_PHASES, Resource
 from .errors import ConnectorNbError, EngineError, PollingStoppedError, SessionClosedError
 from .polling import PollPolicy
+from .secrets import mask_error
 from .transports import ConnectorInfo, TaskCategory, Transport, make_transport
 
 if TYPE_CHECKING:
     import pandas as pd
     from flyteidl.admin import agent_pb2
-    from flyteidl.core import literals_pb2, tasks_pb2
+    from flyteidl.core import tasks_pb2
 
     from .journal import Journal
     from .logs import Logs
@@ -263,7 +264,7 @@ class Run:
         return True
 
     def _get_failed(self, error: Exception, count: int) -> None:
-        self.error = error
+        self.error = mask_error(error, self.inputs)
         log.debug("get failed for %s (%d in a row): %s", self.run_id, count, error)
         if count >= self.policy.max_get_errors:
             self.polling_error = PollingStoppedError(
@@ -368,9 +369,12 @@ class AsyncSession:
         literals = bind_inputs(template, values, defaults)
         run_id = f"{category.name}-{uuid.uuid4().hex[:6]}"
         prefix = output_prefix or os.path.join(self.output_dir, run_id)
-        meta = await self.transport.create(
-            template, literals, prefix, task_execution_metadata or _execution_metadata(template, run_id)
-        )
+        try:
+            meta = await self.transport.create(
+                template, literals, prefix, task_execution_metadata or _execution_metadata(template, run_id)
+            )
+        except Exception as e:
+            raise mask_error(e, values)  # noqa: B904 (the chain is kept, masked)
         run = Run(self, category, template, {**defaults, **values}, meta, prefix, poll or self.poll,
                   autopoll, run_id)
         self._add(run)
@@ -387,6 +391,22 @@ class AsyncSession:
         if errors:
             raise errors[0]
         return list(results)  # type: ignore[arg-type]
+
+    async def reattach(self, run_id: str, *, poll: PollPolicy | None = None) -> Run:
+        """Track again a run recorded in this session's journal (e.g. after a kernel restart)."""
+        from flyteidl.core import tasks_pb2
+
+        if self.journal is None:
+            raise ConnectorNbError("reattach needs a journal: Session(journal=True) or journal='path.sqlite3'")
+        row = self.journal.get(run_id)
+        if row["resource_meta"] is None:
+            raise ConnectorNbError(f"run {run_id!r} has no stored resource metadata (it carried a secret)")
+        template = tasks_pb2.TaskTemplate.FromString(row["template"])
+        run = Run(self, TaskCategory(row["task_type"], row["version"]), template, {}, row["resource_meta"],
+                  row["output_prefix"], poll or self.poll, True, run_id)
+        self._add(run)
+        run._start_poller()
+        return run
 
     async def connectors(self) -> list[ConnectorInfo]:
         """What the target offers: name, task type, version."""
@@ -498,6 +518,7 @@ class Session:
     launch = blocking(AsyncSession.launch, via="_async")
     launch_many = blocking(AsyncSession.launch_many, via="_async")
     connectors = blocking(AsyncSession.connectors, via="_async")
+    reattach = blocking(AsyncSession.reattach, via="_async")
     cancel_all = blocking(AsyncSession.cancel_all, via="_async")
 
     @property
@@ -519,6 +540,10 @@ class Session:
     @property
     def transport(self) -> Transport:
         return self._async.transport
+
+    @property
+    def journal(self) -> Journal | None:
+        return self._async.journal
 
     @property
     def closed(self) -> bool:

@@ -92,7 +92,8 @@ class FakeConnector(AsyncConnector):
         self._enter("get_logs", resource_meta.job_id)
         page = int(token or 0)
         more = page + 1 < len(self.log_pages)
-        yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=str(page + 1) if more else ""))
+        header = agent_pb2.GetTaskLogsResponseHeader(token=str(page + 1) if more else "")
+        yield agent_pb2.GetTaskLogsResponse(header=header)
         if page < len(self.log_pages):
             yield agent_pb2.GetTaskLogsResponse(body=agent_pb2.GetTaskLogsResponseBody(results=self.log_pages[page]))
 

@@ -10,7 +10,9 @@ if TYPE_CHECKING:
     from ..registry import ConnectorRegistry
 
 
-def make_transport(target: str | Transport | None, registry: ConnectorRegistry | None = None, **options: Any) -> Transport:
+def make_transport(
+    target: str | Transport | None, registry: ConnectorRegistry | None = None, **options: Any
+) -> Transport:
     """The transport for a session target: None -> in-process, ``grpc[s]://host:port`` or ``host:port`` -> gRPC."""
     if isinstance(target, Transport):
         return target

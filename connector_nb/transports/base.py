@@ -85,5 +85,5 @@ class Transport(abc.ABC):
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """Stream of responses: optionally a header (continuation token), then bodies."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (optional hook: most transports hold nothing)
         """Release connections and worker threads."""

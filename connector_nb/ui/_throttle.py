@@ -92,6 +92,7 @@ class Throttle:
         self.renders = 0
         self.closed = False
         self._lock = threading.Lock()
+        self._render_lock = threading.Lock()  # flush() on the kernel thread vs the UI thread
         self._scheduled_for: float | None = None
         self._last = -float("inf")
 
@@ -126,9 +127,9 @@ class Throttle:
     def _render(self) -> None:
         self._last = time.monotonic()
         try:
-            with held(self.hold()):
+            with self._render_lock, held(self.hold()):
                 self.render()
-            self.renders += 1
+                self.renders += 1
         except Exception:  # a broken view must not stop the other views' updates
             log.exception("render of %r failed", self.render)
 

@@ -179,13 +179,28 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # Lets browser_page know at teardown whether the test body failed.
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def browser_page(chromium: Any, lab_server: LabServer) -> Iterator[Any]:
+def browser_page(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Any]:
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
     try:
-        yield context.new_page()
+        yield page
     finally:
+        if request.node.stash.get(_FAILED, False):
+            screenshot(page, f"FAILED-{request.node.name}")
         context.close()
 
 

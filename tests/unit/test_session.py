@@ -9,8 +9,14 @@ import pytest
 
 from connector_nb import ConnectorRegistry, PollPolicy, Resource, Session
 from connector_nb.errors import (
-    ConnectorCallError, EngineError, InputError, MetadataError, NotSupportedError, PollingStoppedError,
-    SessionClosedError, UnknownTaskTypeError,
+    ConnectorCallError,
+    EngineError,
+    InputError,
+    MetadataError,
+    NotSupportedError,
+    PollingStoppedError,
+    SessionClosedError,
+    UnknownTaskTypeError,
 )
 from connector_nb.session import AsyncSession
 from connector_nb.testing import BlockingFakeConnector, FakeConnector, fast_policy, phases, wait_until
@@ -352,3 +358,41 @@ def test_poll_policy_validation_and_growth():
         gets += 1
     assert gets <= 15  # a 20 s job costs at most ~15 gets with the defaults
     assert policy.backoff(1) < policy.backoff(3) <= policy.max_interval
+
+
+def test_secrets_never_reach_errors_or_reprs(make_session):
+    from connector_nb.errors import ConnectorCallError
+
+    class Leaky(FakeConnector):
+        async def create(self, task_template, output_prefix, inputs=None, **kwargs):
+            raise RuntimeError(f"login failed for password {inputs['db_password']}")
+
+    session = make_session(Leaky("leaky", input_types={"db_password": str, "n": int}))
+    with pytest.raises(ConnectorCallError) as info:
+        session.launch("leaky", db_password="hunter2-secret", n=1)
+    assert "hunter2-secret" not in str(info.value) and "••••" in str(info.value)
+    assert "hunter2-secret" not in str(info.value.original)
+    with pytest.raises(InputError) as info:
+        session.launch("leaky", db_password=12345678, n=1)
+    assert "12345678" not in str(info.value) and "db_password" in str(info.value)
+
+
+def test_journal_records_transitions_redacted_and_reattaches(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    fake = FakeConnector(script=["RUNNING", "RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"],
+                         input_types={"api_token": str, "n": int})
+    registry = ConnectorRegistry([fake])
+    with Session(registry=registry, poll=fast_policy(), journal=str(path), output_dir=str(tmp_path)) as first:
+        run = first.launch("fake", api_token="s3cr3t-value", n=2, autopoll=False)
+        run.refresh()
+        row = first.journal.get(run.run_id)
+        assert row["phase"] == "RUNNING" and "s3cr3t-value" not in row["inputs"] and '"n": 2' in row["inputs"]
+    assert b"s3cr3t-value" not in path.read_bytes()
+    # A new session (a restarted kernel) picks the run up from the journal and polls it to the end.
+    with Session(registry=registry, poll=fast_policy(), journal=str(path), output_dir=str(tmp_path)) as second:
+        again = second.reattach(run.run_id)
+        assert again.wait(timeout=10).phase == "SUCCEEDED"
+        assert second.journal.get(run.run_id)["phase"] == "SUCCEEDED"
+        assert list(second.journal.frame()["run_id"]) == [run.run_id]
+        with pytest.raises(KeyError, match="no run 'nope' in the journal"):
+            second.reattach("nope")

@@ -1,0 +1,113 @@
+"""Dashboard: one live table of every run of a session, counts per phase, and cancel controls.
+
+Re-rendered at most a few times a second from ``session.on_change``; only the latest ``max_rows`` runs are
+drawn, so a session with thousands of runs stays cheap to show.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import ipywidgets as w
+
+from ..connector import TERMINAL_PHASES
+from . import reprs
+from ._throttle import Throttle
+from .run_view import button, html_widget, submit
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+class Dashboard(w.VBox):
+    """Every run of ``session``: counts (``cnb-counts``), a table, "Cancel run" and "Cancel all"."""
+
+    def __init__(self, session: Session, *, max_rows: int = 200, interval: float = 0.25, tick: float = 1.0) -> None:
+        super().__init__()
+        self.session = session
+        self.max_rows = max_rows
+        self.tick = tick
+        self._async = getattr(session, "async_session", session)
+        self._message = ""
+        self.counts = html_widget("cnb-counts")
+        self.table = html_widget("cnb-runs")
+        self.live_runs = w.Dropdown(description="live run", options=[], layout=w.Layout(width="auto"))
+        self.live_runs.add_class("cnb-live-runs")
+        self.cancel_run_button = button("Cancel run", "cnb-cancel-run", icon="stop")
+        self.cancel_all_button = button("Cancel all", "cnb-cancel-all", icon="stop", button_style="danger")
+        self.status = html_widget("cnb-dashboard-status")
+        self.cancel_run_button.on_click(lambda _b: self.cancel_selected())
+        self.cancel_all_button.on_click(lambda _b: self.cancel_all())
+        controls = w.HBox([self.live_runs, self.cancel_run_button, self.cancel_all_button, self.status],
+                          layout=w.Layout(align_items="center", flex_flow="row wrap"))
+        self.children = [self.counts, controls, self.table]
+        self.add_class("cnb-dashboard")
+        self._throttle = Throttle(self._render, self._held, interval)
+        self._unsubscribe = session.on_change(lambda _run: self._throttle.mark())
+        self._throttle.flush()
+
+    def _held(self) -> list[w.Widget]:
+        return [self.counts, self.table, self.live_runs, self.cancel_run_button, self.cancel_all_button, self.status]
+
+    def _render(self) -> None:
+        runs = list(self._async.runs)
+        counts = self._async.counts()
+        self.counts.value = f"<b>{len(runs)} runs</b> {reprs.counts_html(counts)}"
+        self.table.value = reprs.runs_table_html(runs, self.max_rows)
+        live = [r for r in runs if r.phase not in TERMINAL_PHASES]
+        self._set_live_options([(f"{r.run_id} ({r.task_type})", r.run_id) for r in live[-self.max_rows:][::-1]])
+        self.cancel_all_button.disabled = not live
+        self.cancel_run_button.disabled = not live
+        self.status.value = reprs.esc(self._message)
+        if any(not r.done for r in runs):
+            self._throttle.mark(delay=self.tick)  # durations keep moving between changes
+
+    def _set_live_options(self, options: list[tuple[str, str]]) -> None:
+        if tuple(options) == tuple(self.live_runs.options):
+            return
+        selected = self.live_runs.value
+        self.live_runs.options = options
+        if selected in {value for _, value in options}:
+            self.live_runs.value = selected  # setting options resets the selection to the first one
+
+    # -- actions (return at once; outcomes are shown by the next render) -------------------------
+    def cancel_selected(self) -> None:
+        run_id = self.live_runs.value
+        if run_id is None:
+            return
+        try:
+            run = self._async.get_run(run_id)
+        except KeyError as e:
+            self._say(str(e.args[0]))
+            return
+        self._say(f"cancelling {run_id}…")
+        submit(run.cancel_async(), self._async._loop, lambda e, _r: self._say(
+            f"cancel of {run_id} failed: {e}" if e else f"cancelled {run_id}"))
+
+    def cancel_all(self) -> None:
+        self._say("cancelling all live runs…")
+        submit(self._async.cancel_all(), self._async._loop, lambda e, runs: self._say(
+            f"cancel all failed: {e}" if e else f"cancelled {len(runs)} runs"))
+
+    def _say(self, message: str) -> None:
+        self._message = message
+        self._throttle.mark()
+
+    def render_now(self) -> None:
+        self._throttle.flush()
+
+    @property
+    def renders(self) -> int:
+        return self._throttle.renders
+
+    def close(self) -> None:
+        throttle = getattr(self, "_throttle", None)
+        if throttle is not None:
+            throttle.close()
+            self._unsubscribe()
+            for child in self._held():
+                child.close()
+        super().close()
+
+
+__all__ = ["Dashboard"]

@@ -1,0 +1,234 @@
+"""LaunchPanel: pick a connector, fill a form generated from its interface, launch, watch the run below.
+
+The form is typed from the task template (IntText, FloatText, Text, Checkbox, JSON Textarea). Launching
+goes through the engine loop without waiting, and every error is shown inline in ``cnb-form-error``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import ipywidgets as w
+
+from ..errors import ConnectorNbError
+from . import reprs
+from ._throttle import Throttle
+from .run_view import RunView, button, html_widget, submit
+
+if TYPE_CHECKING:
+    from flyteidl.core import types_pb2
+
+    from ..session import Run, Session
+
+_LABEL = w.Layout(width="auto")
+_STYLE = {"description_width": "initial"}
+
+
+class FormError(ValueError):
+    """A form value could not be read (bad JSON, empty required field)."""
+
+
+class Field:
+    """One input: its widget and how to read a Python value back from it."""
+
+    def __init__(self, name: str, type_name: str, widget: w.Widget, read: Callable[[Any], Any]) -> None:
+        self.name, self.type_name, self.widget, self._read = name, type_name, widget, read
+
+    def value(self) -> Any:
+        try:
+            return self._read(self.widget.value)
+        except ValueError as e:
+            raise FormError(f"input {self.name!r} ({self.type_name}): {e}") from None
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def _optional_value(simple: str) -> Callable[[str], Any]:
+    def read(text: str) -> Any:
+        if not text.strip():
+            return None
+        return text if simple == "str" else _json(text)
+
+    return read
+
+
+def make_field(name: str, type_name: str, default: Any = None) -> Field:
+    """A typed widget for ``type_name`` as given by ``literals.type_name`` ("int", "list[int]", "str | None"...)."""
+    label = f"{name} ({type_name})"
+    common: dict[str, Any] = {"description": label, "style": _STYLE}
+    secret = reprs.is_secret(name)
+    if type_name == "int":
+        return Field(name, type_name, w.IntText(value=int(default or 0), **common), int)
+    if type_name == "float":
+        return Field(name, type_name, w.FloatText(value=float(default or 0.0), **common), float)
+    if type_name == "bool":
+        return Field(name, type_name, w.Checkbox(value=bool(default), indent=False, **common), bool)
+    if type_name == "str":
+        cls = w.Password if secret else w.Text
+        return Field(name, type_name, cls(value="" if default is None else str(default), **common), str)
+    parts = [p.strip() for p in type_name.split("|")]
+    simple = [p for p in parts if p != "None"]
+    if "None" in parts and len(simple) == 1 and simple[0] in ("int", "float", "str", "bool"):
+        text = "" if default is None else (str(default) if simple[0] == "str" else json.dumps(default))
+        cls = w.Password if secret and simple[0] == "str" else w.Text
+        widget = cls(value=text, placeholder="empty = None", **common)
+        return Field(name, type_name, widget, _optional_value(simple[0]))
+    text = "" if default is None else json.dumps(default, indent=1, default=str)
+    widget = w.Textarea(value=text, placeholder="JSON", rows=3, **common)
+    optional = "None" in parts
+    return Field(name, type_name, widget, lambda t: None if optional and not t.strip() else _json(t))
+
+
+def template_fields(task_type: str, version: int, session: Session) -> list[Field] | None:
+    """Fields for an in-process connector's interface; None for remote targets (no interface published)."""
+    registry = session.registry
+    if registry is None:
+        return None
+    from ..literals import type_name
+    from ..template import interface_types
+
+    connector = registry.get_connector(task_type, version)
+    types: Mapping[str, types_pb2.LiteralType] = interface_types(connector.task_template())[0]
+    defaults = dict(connector.input_defaults)
+    return [make_field(name, type_name(lt), defaults.get(name)) for name, lt in types.items()]
+
+
+class LaunchPanel(w.VBox):
+    """Launch form over a session; each launched run gets a :class:`RunView` below the form."""
+
+    def __init__(self, session: Session, *, max_views: int = 20) -> None:
+        super().__init__()
+        self.session = session
+        self.max_views = max_views
+        self.fields: list[Field] = []
+        self.launched: list[Run] = []
+        self._pending: list[Run] = []
+        self._status = ""
+        self._error = ""
+        self._launching = False
+        self.connector = w.Dropdown(description="connector", style=_STYLE, layout=_LABEL)
+        self.connector.add_class("cnb-connector")
+        self.form = w.VBox()
+        self.form.add_class("cnb-form")
+        self.custom = w.Textarea(value="{}", description="custom (JSON)", rows=2, style=_STYLE)
+        self.custom.add_class("cnb-custom")
+        self.launch_button = button("Launch", "cnb-launch", icon="play", button_style="primary")
+        self.form_error = html_widget("cnb-form-error")
+        self.status = html_widget("cnb-launch-status")
+        self.views = w.VBox()
+        self.views.add_class("cnb-run-views")
+        self.children = [self.connector, self.form, self.custom,
+                         w.HBox([self.launch_button, self.status]), self.form_error, self.views]
+        self.add_class("cnb-launch-panel")
+        self._throttle = Throttle(self._render, lambda: [self.form_error, self.status, self.launch_button,
+                                                         self.views])
+        self.connector.observe(lambda _c: self._build_form(), "value")
+        self.launch_button.on_click(lambda _b: self.launch())
+        self._load_connectors()
+
+    # -- form ------------------------------------------------------------------------------------
+    def _load_connectors(self) -> None:
+        try:
+            infos = self.session.connectors()
+        except Exception as e:
+            self._show_error(f"cannot list connectors: {e}")
+            return
+        self.connector.options = [(f"{i.task_type} (v{i.version}) — {i.name}", (i.task_type, i.version))
+                                  for i in sorted(infos, key=lambda i: (i.task_type, i.version))]
+        self._build_form()
+
+    def _build_form(self) -> None:
+        self._error = ""
+        if self.connector.value is None:
+            self.fields, self.form.children = [], []
+            return
+        task_type, version = self.connector.value
+        try:
+            fields = template_fields(task_type, version, self.session)
+        except Exception as e:
+            self.fields, self.form.children = [], []
+            self._show_error(str(e))
+            return
+        if fields is None:  # remote target: no interface, so a JSON editor of all inputs
+            fields = [Field("inputs", "json", w.Textarea(value="{}", description="inputs (JSON)", rows=4,
+                                                         style=_STYLE), _json)]
+        self.fields = fields
+        self.form.children = [f.widget for f in fields]
+        self._throttle.flush()
+
+    def values(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(inputs, custom) read from the form; raises FormError naming the bad field."""
+        if len(self.fields) == 1 and self.fields[0].name == "inputs" and self.session.registry is None:
+            inputs = self.fields[0].value()
+            if not isinstance(inputs, dict):
+                raise FormError("inputs must be a JSON object")
+        else:
+            inputs = {f.name: v for f in self.fields if (v := f.value()) is not None}
+        try:
+            custom = _json(self.custom.value or "{}")
+        except ValueError as e:
+            raise FormError(f"custom: {e}") from None
+        if not isinstance(custom, dict):
+            raise FormError("custom must be a JSON object")
+        return inputs, custom
+
+    # -- launching -------------------------------------------------------------------------------
+    def launch(self) -> None:
+        """Read the form and launch on the engine loop; returns at once."""
+        if self._launching or self.connector.value is None:
+            return
+        try:
+            inputs, custom = self.values()
+        except FormError as e:
+            self._show_error(str(e))
+            return
+        task_type, version = self.connector.value
+        self._launching, self._error, self._status = True, "", f"launching {task_type}…"
+        self._throttle.flush()
+        coro = self.session.async_session.launch(task_type, inputs, version=version, custom=custom or None)
+        submit(coro, self.session.async_session._loop, self._launched)
+
+    def _launched(self, error: BaseException | None, run: Run | None) -> None:
+        self._launching = False
+        if error is not None:
+            self._error, self._status = _one_line(error), ""
+        else:
+            assert run is not None
+            self._pending.append(run)
+            self._status = f"launched {run.run_id}"
+        self._throttle.mark()
+
+    def _show_error(self, message: str) -> None:
+        self._error = message
+        self._throttle.flush()
+
+    def _render(self) -> None:
+        self.form_error.value = (f"<div class='cnb-form-error' style='color:#dc3545'>{reprs.esc(self._error)}</div>"
+                                 if self._error else "")
+        self.status.value = reprs.esc(self._status)
+        self.launch_button.disabled = self._launching
+        pending, self._pending = self._pending, []
+        if pending:
+            self.launched.extend(pending)
+            views = [RunView(run) for run in pending[::-1]]
+            self.views.children = tuple([*views, *self.views.children][: self.max_views])
+
+    @property
+    def run_views(self) -> list[RunView]:
+        return list(self.views.children)  # type: ignore[arg-type]
+
+
+def _one_line(error: BaseException) -> str:
+    """A launch error as one readable line (never a traceback)."""
+    if isinstance(error, ConnectorNbError):
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+__all__ = ["Field", "FormError", "LaunchPanel", "make_field", "template_fields"]
