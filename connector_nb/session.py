@@ -317,6 +317,12 @@ class Run:
 
         return run_html(self)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """A live RunView in a widget frontend, with text/html and text/plain fallbacks everywhere else."""
+        from .ui.display import run_mimebundle
+
+        return run_mimebundle(self, include, exclude)
+
 
 class AsyncSession:
     """Launches connector tasks and polls them. All methods are coroutines on one asyncio loop."""
@@ -591,7 +597,13 @@ class Session:
     def _repr_html_(self) -> str:
         from .ui.reprs import session_html
 
-        return session_html(self._async)
+        return session_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """A live Dashboard in a widget frontend, with text/html and text/plain fallbacks everywhere else."""
+        from .ui.display import session_mimebundle
+
+        return session_mimebundle(self, include, exclude)
 
 
 async def _make_async(target: str | Transport | None, options: dict[str, Any]) -> AsyncSession:
