@@ -274,13 +274,14 @@ class ConnectorMagics(Magics):
         if registry is None:
             raise UsageError("the current session is remote: register connectors in the connector service")
         obj = self.shell.user_ns[name]
-        key = (getattr(obj, "task_type_name", None), int(getattr(obj, "task_type_version", 0) or 0))
-        replaced = key in registry
         try:
-            with warnings.catch_warnings():
+            instance = obj() if isinstance(obj, type) else obj  # a class may set its task type in __init__
+            key = (getattr(instance, "task_type_name", None), int(getattr(instance, "task_type_version", 0) or 0))
+            replaced = key in registry
+            with warnings.catch_warnings():  # the notice below says it instead
                 warnings.simplefilter("ignore")
-                connector = registry.register(obj, override=args.override)
-        except (ConnectorNbError, TypeError) as e:
+                connector = registry.register(instance, override=args.override)
+        except (ConnectorNbError, TypeError, ValueError) as e:
             raise usage(e) from None
         note = " (replaced the previous definition)" if replaced else ""
         print(f"registered {name} for task type {connector.task_type_name!r} v{connector.task_type_version}{note}")

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from .transports.local import LocalTransport
 
 log = logging.getLogger(__name__)
+# grpc is imported lazily below; keep its core from printing INFO lines into the notebook (user's value wins).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def _category(request: Any) -> TaskCategory:
@@ -247,16 +249,23 @@ class ServerHandle:
             self._server, self.port, self._transport = self._loop.run_until_complete(start)
         except BaseException as e:
             failure.append(e)
-            ready.set()
-            self._loop.close()
             return
-        ready.set()
-        try:
-            self._loop.run_until_complete(self._server.wait_for_termination())
-            self._loop.run_until_complete(self._transport.aclose())
         finally:
-            self._loop.close()
+            ready.set()
+        try:
+            # run_forever, not wait_for_termination: the loop must outlive server.stop() (see _shutdown).
+            self._loop.run_forever()
+        finally:
             self._stopped.set()
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    async def _shutdown(self, grace: float | None) -> None:
+        try:
+            await self._server.stop(grace)  # type: ignore[union-attr]
+            await self._transport.aclose()  # type: ignore[union-attr]
+        finally:
+            asyncio.get_running_loop().call_soon(self._loop.stop)
 
     def _launch(self, start: Any) -> None:
         ready, failure = threading.Event(), []
@@ -266,6 +275,8 @@ class ServerHandle:
         self._thread.start()
         ready.wait()
         if failure:
+            self._thread.join()
+            self._loop.close()
             raise failure[0]
 
     def stop(self, grace: float | None = None) -> None:
@@ -273,11 +284,12 @@ class ServerHandle:
         if self._server is None or self._stopped.is_set() or self._loop.is_closed():
             return
         try:
-            asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result()
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop)
         except RuntimeError:  # the loop closed meanwhile: already stopped
-            pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=(grace or 0) + 10)
+            return
+        if self._thread is not threading.current_thread():
+            future.result(timeout=(grace or 0) + 30)
+            self._thread.join(timeout=10)  # type: ignore[union-attr]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops; True if it did. Interruptible (short waits in a loop)."""

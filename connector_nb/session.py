@@ -53,7 +53,18 @@ class Transition:
     resource: Resource | None = field(default=None, repr=False, compare=False)
 
 
-class Run:
+class _Observable:
+    """Callbacks ``callback(run)`` called on the engine thread after every change of a run."""
+
+    _observers: list[Observer]
+
+    def on_change(self, callback: Observer) -> Callable[[], None]:
+        """Subscribe ``callback(run)``; returns a function that unsubscribes it."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+
+class Run(_Observable):
     """One launched task: its phase, transitions, latest resource and outputs, kept live by polling."""
 
     def __init__(
@@ -142,10 +153,6 @@ class Run:
 
         return transitions_frame(self.transitions, until=self.ended_at)
 
-    def on_change(self, callback: Observer) -> Callable[[], None]:
-        """Call ``callback(run)`` on the engine thread after every change; returns an unsubscribe function."""
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback) if callback in self._observers else None
 
     # -- async API -------------------------------------------------------------------------------
     async def wait_async(self, timeout: float | None = None) -> Resource:
@@ -324,7 +331,7 @@ class Run:
         return run_mimebundle(self, include, exclude)
 
 
-class AsyncSession:
+class AsyncSession(_Observable):
     """Launches connector tasks and polls them. All methods are coroutines on one asyncio loop."""
 
     def __init__(
@@ -438,10 +445,6 @@ class AsyncSession:
             counts[run.phase] = counts.get(run.phase, 0) + 1
         return counts
 
-    def on_change(self, callback: Observer) -> Callable[[], None]:
-        """Call ``callback(run)`` after any run of this session changes (and when one is launched)."""
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback) if callback in self._observers else None
 
     async def cancel_all(self) -> list[Run]:
         """Cancel every run that is not finished; returns them. Errors are kept on each run."""

@@ -12,6 +12,10 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Sequence
 
+# grpc core otherwise prints INFO lines ("Got goaway ...") into the notebook whenever a service restarts.
+# Read when grpc is first imported; a value the user set wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import grpc
 import grpc.aio
 

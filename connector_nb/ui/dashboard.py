@@ -67,8 +67,9 @@ class Dashboard(w.VBox):
             return
         selected = self.live_runs.value
         self.live_runs.options = options
-        if selected in {value for _, value in options}:
-            self.live_runs.value = selected  # setting options resets the selection to the first one
+        values = [value for _, value in options]
+        if values:  # setting options resets (or keeps no) selection: keep the user's while it is live
+            self.live_runs.value = selected if selected in values else values[0]
 
     # -- actions (return at once; outcomes are shown by the next render) -------------------------
     def cancel_selected(self) -> None:

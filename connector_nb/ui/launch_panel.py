@@ -141,7 +141,10 @@ class LaunchPanel(w.VBox):
             return
         self.connector.options = [(f"{i.task_type} (v{i.version}) — {i.name}", (i.task_type, i.version))
                                   for i in sorted(infos, key=lambda i: (i.task_type, i.version))]
-        self._build_form()
+        if self.connector.options:
+            self.connector.index = 0  # builds the form through the observer
+        else:
+            self._build_form()
 
     def _build_form(self) -> None:
         self._error = ""

@@ -83,16 +83,23 @@ def phase_durations(run: Run) -> list[tuple[Transition, float]]:
             for i, t in enumerate(items)]
 
 
-def timeline_html(run: Run, max_rows: int = 200) -> str:
-    """Table ``cnb-timeline``: phase, message, time, duration in phase; step-mode polls show their Resource."""
+def timeline_html(run: Run, max_rows: int = 200, current: str | None = None) -> str:
+    """Table ``cnb-timeline``: phase, message, time, duration in phase; step-mode polls show their Resource.
+
+    With ``current``, a live run's last row shows that text instead of a growing duration, so the table only
+    changes when a transition is recorded (a live view then sends no timeline update per tick).
+    """
     pairs = phase_durations(run)
     hidden = len(pairs) - max_rows
+    live = current is not None and not run.done
+    shown = pairs[-max_rows:]
     rows = []
-    for t, secs in pairs[-max_rows:]:
+    for i, (t, secs) in enumerate(shown):
         message = esc(short(t.message))
         if t.resource is not None:  # a step-mode poll: show what the connector returned, raw
             message += f"<br><code style='font-size:85%'>{esc(short(t.resource, 400))}</code>"
-        rows.append(_row([badge(t.phase), message, f"{t.at:%H:%M:%S.%f}"[:-3], duration(secs)]))
+        spent = current if live and i == len(shown) - 1 else duration(secs)
+        rows.append(_row([badge(t.phase), message, f"{t.at:%H:%M:%S.%f}"[:-3], esc(spent)]))
     note = f"<div style='color:#6c757d'>… {hidden} earlier transitions not shown</div>" if hidden > 0 else ""
     return note + _table("cnb-timeline", ["phase", "message", "time", "in phase"], rows)
 

@@ -96,7 +96,8 @@ class RunView(w.VBox):
         self._metrics_shown = -1
         self._outputs_source: Any = None
         self._actions: dict[str, str] = {}  # pending action -> label
-        self._action_error = ""
+        self._action_error: tuple[str, BaseException] | None = None
+        self._state: tuple[Any, ...] = ()
         self._throttle = Throttle(self._render, self._held, interval)
         self._unsubscribe = run.on_change(lambda _run: self._throttle.mark())
         self.tabs.observe(lambda _change: self._throttle.mark(), "selected_index")
@@ -128,6 +129,12 @@ class RunView(w.VBox):
         self.add_class("cnb-run-view")
 
     def _held(self) -> list[w.Widget]:
+        # Each child gets at most one trait change per render (unchanged values send nothing), so holding
+        # the root is enough: a render is one message per changed child. Holding every child costs 2/3 of
+        # a render for nothing.
+        return [self]
+
+    def _leaves(self) -> list[w.Widget]:
         return [self.badge, self.summary, self.cancel_button, self.refresh_button, self.step_button, self.links,
                 self.error, self.timeline, self.logs, self.metrics_table, self.metrics_plot, self.outputs]
 
@@ -136,19 +143,29 @@ class RunView(w.VBox):
         run = self.run
         phase, live = run.phase, not run.done
         self.phase, self.elapsed, self.live = phase, run.elapsed, live
-        self.badge.value = reprs.badge(phase)
         self.summary.value = self._summary_html()
-        self.links.value = reprs.links_html(run.log_links)
-        errors: list[Any] = [self._action_error, *reprs.run_errors(run)]
-        self.error.value = reprs.error_html(errors)
-        self.error.layout.display = None if self.error.value else "none"
-        self.timeline.value = reprs.timeline_html(run)
-        self._render_buttons(phase)
+        state = (phase, len(run.transitions), live, run.resource, run.error, run.polling_error, run.autopoll,
+                 self._action_error, *self._actions)
+        if len(state) != len(self._state) or any(a is not b for a, b in zip(state, self._state)):
+            self._state = state  # only a recorded change rebuilds these (a poll storm mostly is not one)
+            self.badge.value = reprs.badge(phase)
+            self.links.value = reprs.links_html(run.log_links)
+            self.error.value = reprs.error_html(self._errors())
+            self.error.layout.display = None if self.error.value else "none"
+            self.timeline.value = reprs.timeline_html(run, current="now")
+            self._render_buttons(phase)
         self._render_logs(live)
         self._render_metrics(live)
         self._render_outputs()
         if live:
             self._throttle.mark(delay=self.tick)  # keep elapsed time and logs moving between polls
+
+    def _errors(self) -> list[BaseException | str]:
+        errors: list[BaseException | str] = list(reprs.run_errors(self.run))
+        if self._action_error is not None and self._action_error[1] not in errors:
+            name, error = self._action_error
+            errors.insert(0, f"{name} failed: {type(error).__name__}: {error}")
+        return errors
 
     def _summary_html(self) -> str:
         run = self.run
@@ -219,12 +236,11 @@ class RunView(w.VBox):
             coro.close()
             return
         self._actions[name] = {"cancel": "cancelling", "refresh": "refreshing", "step": "stepping"}[name]
-        self._action_error = ""
+        self._action_error = None
 
         def done(error: BaseException | None, _value: Any) -> None:
             self._actions.pop(name, None)
-            if error is not None and error is not self.run.error:
-                self._action_error = f"{name} failed: {type(error).__name__}: {error}"
+            self._action_error = (name, error) if error is not None else None
             self._throttle.mark()
 
         self._throttle.mark()
@@ -243,7 +259,7 @@ class RunView(w.VBox):
         if throttle is not None:
             throttle.close()
             self._unsubscribe()
-        for child in [*getattr(self, "children", ()), *(self._held() if hasattr(self, "outputs") else ())]:
+        for child in [*getattr(self, "children", ()), *(self._leaves() if hasattr(self, "outputs") else ())]:
             child.close()
         super().close()
 

@@ -26,6 +26,7 @@ from typing import Any
 import nbformat
 import psutil
 import pytest
+from playwright.sync_api import expect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
@@ -43,6 +44,8 @@ LAB_SETTINGS = {
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 20.0
 UI_TIMEOUT_MS = 60_000
+expect.set_options(timeout=UI_TIMEOUT_MS)  # kernels and widgets are slow on busy CI machines
+KERNEL_IDLE = re.compile(r"^(?!No Kernel).+ \| Idle$")
 
 
 @dataclass
@@ -220,7 +223,10 @@ def cell(page: Any, index: int) -> Any:
 
 
 def wait_kernel_idle(page: Any, timeout_ms: int = UI_TIMEOUT_MS) -> None:
-    # The toolbar's execution indicator reflects the kernel status reported over the websocket.
+    # The toolbar indicator says "idle" before any kernel is attached; the status bar names the kernel once
+    # its websocket is connected, so "<kernel> | Idle" there means cells can really be executed.
+    status = page.locator("#jp-main-statusbar .jp-StatusBar-TextItem", has_text=KERNEL_IDLE)
+    status.wait_for(timeout=timeout_ms)
     indicator = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
     indicator.and_(page.locator("[data-status='idle']")).wait_for(timeout=timeout_ms)
 
@@ -242,7 +248,22 @@ def run_cell(page: Any, index: int, timeout_ms: int = UI_TIMEOUT_MS) -> Any:
 
 
 def screenshot(page: Any, name: str) -> Path:
+    """A full-page screenshot with the whole notebook in it, under test-artifacts/browser/."""
+    fit_notebook(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def fit_notebook(page: Any, max_height: int = 8000) -> None:
+    # JupyterLab scrolls inside a fixed-height panel, so full_page alone would cut cells off: grow the viewport
+    # by the notebook's hidden height and scroll it back to the top.
+    scroller = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer")
+    if scroller.count() != 1:
+        return
+    hidden = scroller.evaluate("el => el.scrollHeight - el.clientHeight")
+    size = page.viewport_size or {"width": 1400, "height": 1000}
+    if hidden > 0:
+        page.set_viewport_size({"width": size["width"], "height": min(size["height"] + hidden + 40, max_height)})
+    scroller.evaluate("el => { el.scrollTop = 0; }")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_VAR = "CONNECTOR_NB_FLYTEKIT_VENV"
-#: Override to pin, e.g. "flytekit==1.16.1".
+#: Override to pin, e.g. "flytekit[connector]==1.16.1". The extra brings the service's deps
+#: (prometheus-client, grpcio-health-checking) that ``pyflyte serve connector`` needs.
 SPEC_VAR = "CONNECTOR_NB_FLYTEKIT_SPEC"
 
 
@@ -29,7 +30,10 @@ def _bin(venv: Path, name: str) -> Path:
 def _has_flytekit(python: Path) -> bool:
     if not python.exists():
         return False
-    probe = subprocess.run([str(python), "-c", "import flytekit"], capture_output=True, timeout=120)
+    probe = subprocess.run(
+        [str(python), "-c", "import flytekit.extend.backend.connector_service, grpc_health.v1.health"],
+        capture_output=True, timeout=120,
+    )
     return probe.returncode == 0
 
 
@@ -43,7 +47,7 @@ def flytekit_python(install: bool = True) -> Path:
         raise RuntimeError(f"no flytekit virtualenv at {venv}; set {ENV_VAR} or allow install")
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    spec = os.environ.get(SPEC_VAR, "flytekit")
+    spec = os.environ.get(SPEC_VAR, "flytekit[connector]")
     subprocess.run([str(python), "-m", "pip", "install", "-q", spec], check=True, timeout=1800)
     return python
 
@@ -55,3 +59,30 @@ def pyflyte(python: Path) -> Path:
 
 if __name__ == "__main__":
     print(flytekit_python())
+
+
+#: Runs ``pyflyte serve connector`` bound to 127.0.0.1 only. pyflyte itself always binds ``[::]`` (and
+#: Prometheus on 0.0.0.0), so this patches those two bind addresses before handing over to its CLI.
+_LOOPBACK_PYFLYTE = """
+import sys
+import grpc.aio._server as aio_server
+import prometheus_client
+
+_add = aio_server.Server.add_insecure_port
+aio_server.Server.add_insecure_port = lambda self, address: _add(self, address.replace("[::]", "127.0.0.1"))
+_http = prometheus_client.start_http_server
+prometheus_client.start_http_server = lambda port, addr="127.0.0.1", *a, **k: _http(port, "127.0.0.1", *a, **k)
+
+from flytekit.clis.sdk_in_container.pyflyte import main
+sys.argv[0] = "pyflyte"
+main()
+"""
+
+
+def serve_connector_command(python: Path, port: int, prometheus_port: int, modules: list[str]) -> list[str]:
+    """argv for ``pyflyte serve connector --port P --prometheus_port Q --modules M...`` on loopback only."""
+    argv = [str(python), "-c", _LOOPBACK_PYFLYTE, "serve", "connector", "--port", str(port),
+            "--prometheus_port", str(prometheus_port)]
+    for module in modules:
+        argv += ["--modules", module]
+    return argv

@@ -35,6 +35,7 @@ from connector_nb.errors import (
     ServiceUnavailableError,
     UnknownTaskTypeError,
 )
+from connector_nb.literals import to_literal_map
 from connector_nb.registry import ConnectorRegistry
 from connector_nb.server import serve
 from connector_nb.session import Session
@@ -68,6 +69,8 @@ class FakeJob(AsyncConnector):
 
     async def create(self, task_template, output_prefix, inputs=None, **kwargs) -> JobMeta:
         inputs = inputs or {}
+        if float(inputs.get("seconds", 0)) < 0:
+            raise InputError(f"seconds must be >= 0, got {inputs['seconds']}")
         return JobMeta(uuid.uuid4().hex[:8], time.time() + float(inputs.get("seconds", 0)), bool(inputs.get("fail")))
 
     async def get(self, resource_meta: JobMeta, **kwargs) -> Resource:
@@ -217,8 +220,6 @@ def _category(name: str, version: int = 0) -> dict[str, Any]:
 
 
 def _create(stub, task_type: str = "fake_job", **inputs: Any) -> bytes:
-    from connector_nb.literals import to_literal_map
-
     template = task_template(task_type, inputs={k: type(v) for k, v in inputs.items()}, outputs={"answer": int})
     request = agent_pb2.CreateTaskRequest(
         template=template, inputs=to_literal_map(inputs, {k: type(v) for k, v in inputs.items()}),
@@ -396,9 +397,9 @@ async def test_transport_error_mapping(server):
         assert "RuntimeError" in str(info.value)
         with pytest.raises(ConnectorCallError, match=r"failed in create\(\): ValueError: kaboom in create"):
             await transport.create(task_template("boom"), agent_pb2.CreateTaskRequest().inputs, "/tmp/x")
-        with pytest.raises(InputError):  # inputs that do not match the template's interface
+        with pytest.raises(InputError, match="seconds must be >= 0, got -1.0"):  # INVALID_ARGUMENT
             await transport.create(task_template("fake_job", inputs={"seconds": float}),
-                                   agent_pb2.CreateTaskRequest().inputs, "/tmp/x")
+                                   to_literal_map({"seconds": -1.0}, {"seconds": float}), "/tmp/x")
     finally:
         await transport.aclose()
 

@@ -396,3 +396,24 @@ def test_journal_records_transitions_redacted_and_reattaches(tmp_path):
         assert list(second.journal.frame()["run_id"]) == [run.run_id]
         with pytest.raises(KeyError, match="no run 'nope' in the journal"):
             second.reattach("nope")
+
+
+@pytest.mark.parametrize("method", ["get_metrics", "get_logs"])
+def test_connector_raising_in_metrics_or_logs_is_a_clear_error(make_session, method):
+    fake = FakeConnector(raises={method: KeyError("series")})
+    run = make_session(fake).launch("fake")
+    run.wait(timeout=10)
+    call = run.metrics if method == "get_metrics" else run.logs
+    with pytest.raises(ConnectorCallError, match=rf"'fake' failed in {method}\(\): KeyError: 'series'"):
+        call()
+    assert run.phase == "SUCCEEDED"  # the run itself is untouched
+
+
+def test_connector_returning_the_wrong_type_is_named(make_session):
+    class Wrong(FakeConnector):
+        async def get(self, resource_meta, **kwargs):
+            return {"phase": "RUNNING"}
+
+    run = make_session(Wrong("wrong"), poll=fast_policy(max_get_errors=1)).launch("wrong")
+    with pytest.raises(PollingStoppedError, match="returned dict; expected a Resource"):
+        run.wait(timeout=10)

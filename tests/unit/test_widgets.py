@@ -1,0 +1,315 @@
+"""Widgets without a browser: ipywidgets' DummyComm records every message a widget would send."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from connector_nb import ConnectorRegistry, Session
+from connector_nb.examples import CONNECTORS
+from connector_nb.testing import FakeConnector, fast_policy, wait_until
+
+ipywidgets = pytest.importorskip("ipywidgets")
+from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm  # noqa: E402
+
+from connector_nb.ui._throttle import Throttle, wait_idle  # noqa: E402
+from connector_nb.ui.dashboard import Dashboard  # noqa: E402
+from connector_nb.ui.launch_panel import LaunchPanel  # noqa: E402
+from connector_nb.ui.run_view import TAB_TITLES, RunView  # noqa: E402
+from connector_nb.ui.widgets import Progress  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def dummy_comm():
+    setup_test_comm()
+    yield
+    teardown_test_comm()
+
+
+@pytest.fixture
+def make_session(tmp_path):
+    sessions = []
+
+    def make(*connectors, **options):
+        options.setdefault("poll", fast_policy())
+        session = Session(registry=ConnectorRegistry([*connectors, *CONNECTORS]), output_dir=str(tmp_path), **options)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close(cancel_running=True)
+
+
+def descendants(widget):
+    """The widget and every widget under it (children, tab pages, layouts)."""
+    found, todo = [], [widget]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.append(current)
+        todo.extend(getattr(current, "children", ()))
+        layout = getattr(current, "layout", None)
+        if isinstance(layout, ipywidgets.Widget):
+            todo.append(layout)
+    return found
+
+
+def messages(widget) -> int:
+    return sum(len(w.comm.messages) for w in descendants(widget) if w.comm is not None)
+
+
+def test_badge_and_timeline_follow_the_run_with_no_further_cell(make_session):
+    fake = FakeConnector(script=["RUNNING", "RUNNING", "SUCCEEDED"])
+    run = make_session(fake).launch("fake")
+    view = RunView(run)
+    assert "cnb-run-view" in view._dom_classes
+    assert "cnb-phase-badge" in view.badge._dom_classes
+    # Nothing but the engine and UI threads move the view from here on.
+    wait_until(lambda: "data-phase='SUCCEEDED'" in view.badge.value, what="badge SUCCEEDED")
+    assert ">SUCCEEDED</span>" in view.badge.value
+    assert "class='cnb-phase-badge'" in view.badge.value
+    for phase in ("QUEUED", "RUNNING", "SUCCEEDED"):
+        assert phase in view.timeline.value
+    assert "class='cnb-timeline'" in view.timeline.value
+    assert view.phase == "SUCCEEDED" and view.live is False
+    assert view.cancel_button.disabled
+    assert view.tabs.titles == TAB_TITLES == ("Logs", "Metrics", "Outputs")
+
+
+def test_cancel_button_calls_delete_and_ends_aborted(make_session):
+    fake = FakeConnector(script=["RUNNING"])
+    run = make_session(fake).launch("fake")
+    view = RunView(run)
+    assert view.cancel_button.description == "Cancel" and "cnb-cancel" in view.cancel_button._dom_classes
+    view.cancel_button.click()  # returns at once: the delete runs on the engine loop
+    wait_until(lambda: run.phase == "ABORTED", what="run ABORTED")
+    assert ("delete", "job-1") in fake.calls
+    wait_until(lambda: "data-phase='ABORTED'" in view.badge.value, what="badge ABORTED")
+    wait_until(lambda: view.cancel_button.disabled, what="cancel disabled")
+
+
+def test_refresh_button_calls_get_and_step_mode_shows_resources(make_session):
+    fake = FakeConnector(script=["RUNNING", "SUCCEEDED"])
+    run = make_session(fake).launch("fake", autopoll=False)
+    view = RunView(run)
+    assert view.step_button.layout.display is None  # shown in step mode
+    view.step_button.click()
+    wait_until(lambda: run.get_calls == 1, what="one get")
+    wait_until(lambda: "Resource(" in view.timeline.value, what="raw resource in timeline")
+    view.refresh_button.click()
+    wait_until(lambda: "data-phase='SUCCEEDED'" in view.badge.value, what="badge SUCCEEDED")
+    wait_until(lambda: view.step_button.layout.display == "none", what="step hidden")
+
+
+def test_failed_action_is_shown_in_the_view(make_session):
+    fake = FakeConnector(script=["RUNNING"], raises={"delete": RuntimeError("delete refused")})
+    run = make_session(fake).launch("fake")
+    view = RunView(run)
+    view.cancel_button.click()
+    wait_until(lambda: "delete refused" in view.error.value, what="cancel error shown")
+    assert "cnb-error" in view.error.value and run.phase == "RUNNING"
+
+
+def test_logs_tab_shows_log_lines(make_session):
+    fake = FakeConnector(script=["RUNNING", "SUCCEEDED"], logs=[["hello", "world"], ["third line"]])
+    run = make_session(fake).launch("fake")
+    view = RunView(run)
+    wait_until(lambda: "third line" in view.logs.value, what="logs")
+    assert "<pre class='cnb-logs'" in view.logs.value and "hello\nworld\nthird line" in view.logs.value
+
+
+def test_metrics_tab_renders_a_table_and_an_image(make_session):
+    run = make_session(FakeConnector()).launch("fake")
+    run.wait(timeout=10)
+    view = RunView(run)
+    view.tabs.selected_index = 1
+    wait_until(lambda: view.metrics_plot.value[:4] == b"\x89PNG", what="metrics plot")
+    assert "<table" in view.metrics_table.value and "load" in view.metrics_table.value
+
+
+def test_outputs_tab_shows_a_dataframe(make_session):
+    frame = pd.DataFrame({"city": ["Paris", "Rome"], "trips": [3, 4]})
+    run = make_session(FakeConnector(outputs={"table": frame, "count": 2})).launch("fake")
+    view = RunView(run)
+    wait_until(lambda: "Paris" in view.outputs.value, what="outputs")
+    assert "<table" in view.outputs.value and "count" in view.outputs.value
+
+
+def test_connector_exception_is_shown_with_its_traceback(make_session):
+    fake = FakeConnector(script=[RuntimeError("boom in get")])
+    run = make_session(fake, poll=fast_policy(max_get_errors=2)).launch("fake")
+    view = RunView(run)
+    wait_until(lambda: run.done, what="polling stopped")
+    wait_until(lambda: "boom in get" in view.error.value, what="error shown")
+    assert "Traceback" in view.error.value and "cnb-error" in view.error.value
+    assert "RuntimeError" in view.error.value
+
+
+def test_launch_panel_fields_are_typed_per_interface(make_session):
+    fake = FakeConnector(input_types={"n": int, "x": float, "name": str, "flag": bool, "xs": list[int],
+                                      "maybe": int | None, "api_token": str})
+    panel = LaunchPanel(make_session(fake))
+    panel.connector.value = ("fake", 0)
+    kinds = {f.name: type(f.widget).__name__ for f in panel.fields}
+    assert kinds == {"api_token": "Password", "flag": "Checkbox", "maybe": "Text", "n": "IntText",
+                     "name": "Text", "x": "FloatText", "xs": "Textarea"}
+
+
+def test_launch_panel_defaults_from_input_defaults(make_session):
+    panel = LaunchPanel(make_session())
+    panel.connector.value = ("sleep", 0)
+    fields = {f.name: f for f in panel.fields}
+    assert type(fields["seconds"].widget).__name__ == "FloatText"
+    assert fields["fail"].widget.value is False
+
+
+def _panel_for_lists(make_session):
+    fake = FakeConnector(script=["RUNNING", "SUCCEEDED"], input_types={"n": int, "xs": list[int]})
+    session = make_session(fake)
+    panel = LaunchPanel(session)
+    panel.connector.value = ("fake", 0)
+    return session, panel, {f.name: f.widget for f in panel.fields}
+
+
+def test_launch_panel_bad_json_is_an_inline_error(make_session):
+    session, panel, fields = _panel_for_lists(make_session)
+    fields["xs"].value = "[1, 2"
+    panel.launch_button.click()
+    assert "invalid JSON" in panel.form_error.value and "xs" in panel.form_error.value
+    assert "cnb-form-error" in panel.form_error._dom_classes and "Traceback" not in panel.form_error.value
+    fields["xs"].value = "[1]"
+    panel.custom.value = "{oops"
+    panel.launch_button.click()
+    assert "custom" in panel.form_error.value
+    assert session.runs == []
+
+
+def test_launch_panel_wrong_types_are_an_inline_error(make_session):
+    session, panel, fields = _panel_for_lists(make_session)
+    fields["xs"].value = '["a", "b"]'
+    panel.launch_button.click()
+    wait_until(lambda: "xs" in panel.form_error.value, what="input error shown")
+    assert "Traceback" not in panel.form_error.value and session.runs == []
+    assert not panel.launch_button.disabled
+
+
+def test_launch_panel_launch_adds_a_run_view(make_session):
+    session, panel, fields = _panel_for_lists(make_session)
+    fields["n"].value = 3
+    fields["xs"].value = "[1, 2]"
+    panel.launch_button.click()
+    wait_until(lambda: len(panel.run_views) == 1, what="a run view")
+    view = panel.run_views[0]
+    assert isinstance(view, RunView) and view.run is session.runs[0]
+    assert view.run.inputs == {"n": 3, "xs": [1, 2]}
+    assert panel.form_error.value == ""
+    wait_until(lambda: "data-phase='SUCCEEDED'" in view.badge.value, what="launched run succeeded")
+
+
+def test_launch_panel_unknown_task_type_inline(make_session):
+    panel = LaunchPanel(make_session())
+    panel.connector.options = [("ghost", ("ghost", 0))]
+    panel.connector.index = 0
+    assert "ghost" in panel.form_error.value
+
+
+def test_dashboard_counts_and_cancel_all(make_session):
+    fake = FakeConnector(script=["RUNNING", "SUCCEEDED"])
+    forever = FakeConnector("forever", script=["RUNNING"])
+    session = make_session(fake, forever)
+    board = Dashboard(session)
+    done = [session.launch("fake") for _ in range(3)]
+    live = [session.launch("forever") for _ in range(2)]
+    for run in done:
+        run.wait(timeout=10)
+    wait_until(lambda: "RUNNING" in board.counts.value and "SUCCEEDED" in board.counts.value, what="counts")
+    assert "5 runs" in board.counts.value and "cnb-counts" in board.counts._dom_classes
+    assert "&nbsp;3" in board.counts.value and "&nbsp;2" in board.counts.value
+    wait_until(lambda: len(board.live_runs.options) == 2, what="live runs listed")
+    board.live_runs.value = live[0].run_id
+    board.cancel_run_button.click()
+    wait_until(lambda: live[0].phase == "ABORTED", what="one cancelled")
+    assert live[1].phase == "RUNNING"
+    assert "cnb-cancel-all" in board.cancel_all_button._dom_classes
+    board.cancel_all_button.click()
+    wait_until(lambda: live[1].phase == "ABORTED", what="all cancelled")
+    wait_until(lambda: "ABORTED</span>&nbsp;2" in board.counts.value, what="counts updated")
+    assert sum(1 for method, _ in forever.calls if method == "delete") == 2
+
+
+def test_dashboard_renders_only_the_latest_rows(make_session):
+    session = make_session(FakeConnector(script=["SUCCEEDED"]))
+    session.launch_many("fake", [{} for _ in range(30)])
+    board = Dashboard(session, max_rows=10)
+    wait_until(lambda: "30 runs" in board.counts.value, what="counts")
+    assert board.table.value.count("<tr>") == 11  # header + 10 rows
+    assert "latest 10 of 30" in board.table.value
+
+
+def test_view_coalesces_a_poll_storm(make_session):
+    fake = FakeConnector(script=["RUNNING"] * 200 + ["SUCCEEDED"])
+    session = make_session(fake, poll=fast_policy(first_interval=0.001, max_interval=0.002))
+    run = session.launch("fake")
+    view = RunView(run, interval=0.1)
+    run.wait(timeout=30)
+    wait_idle()
+    wait_until(lambda: view.phase == "SUCCEEDED", what="final render")
+    wait_until(lambda: "third" in view.logs.value or "world" in view.logs.value, what="final logs")
+    wait_idle()
+    assert run.get_calls >= 200
+    sent = messages(view)
+    assert sent < 40, f"{sent} messages for {run.get_calls} polls over {run.elapsed:.2f} s"
+    assert view.renders <= 2 + 10 * run.elapsed * 1.5 + 3
+    assert "data-phase='SUCCEEDED'" in view.badge.value  # the terminal transition is never dropped
+    updates = [m for w in descendants(view.badge) for m in w.comm.messages]
+    assert "SUCCEEDED" in str(updates[-1])
+
+
+def test_throttle_caps_renders_and_always_flushes_the_last_change():
+    import threading
+    import time
+
+    seen: list[int] = []
+    state = {"n": 0}
+    done = threading.Event()
+
+    def render():
+        seen.append(state["n"])
+        if state["n"] == 500:
+            done.set()
+
+    throttle = Throttle(render, interval=0.05)
+    start = time.monotonic()
+    for i in range(1, 501):
+        state["n"] = i
+        throttle.mark()
+        time.sleep(0.0005)
+    assert done.wait(5)
+    elapsed = time.monotonic() - start
+    assert seen[-1] == 500
+    assert len(seen) <= elapsed / 0.05 + 3
+
+
+def test_progress_counts_runs(make_session):
+    session = make_session(FakeConnector(script=["RUNNING", "SUCCEEDED"]))
+    runs = session.launch_many("fake", [{} for _ in range(4)])
+    bar = Progress(runs)
+    wait_until(lambda: bar.bar.value == 4, what="progress done")
+    assert bar.bar.max == 4 and "4/4 done" in bar.label.value and bar.bar.bar_style == "success"
+
+
+def test_mimebundle_has_a_widget_view_inside_a_kernel(make_session, monkeypatch):
+    from connector_nb.ui import display
+
+    monkeypatch.setattr(display, "widgets_available", lambda: True)
+    session = make_session(FakeConnector())
+    run = session.launch("fake")
+    bundle = display.run_mimebundle(run)
+    assert {"text/plain", "text/html", display.WIDGET_MIME} <= set(bundle)
+    assert bundle[display.WIDGET_MIME]["model_id"]
+    assert display.run_mimebundle(run, exclude=[display.WIDGET_MIME]).keys() == {"text/plain", "text/html"}
+    assert isinstance(display._VIEWS[run], RunView)
+    board_bundle = display.session_mimebundle(session)
+    assert display.WIDGET_MIME in board_bundle and isinstance(display._VIEWS[session], Dashboard)
