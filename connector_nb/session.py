@@ -594,6 +594,18 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close without blocking the caller's loop (e.g. ``async with Session() as s:`` in a cell)."""
+        if not self._released:
+            try:
+                await await_on(self._async.close(), self._loop)
+            finally:
+                self._released = True
+                ENGINE.release()
+
     def __repr__(self) -> str:
         return f"<Session {self.target} runs={len(self._async.runs)} {_counts_text(self.counts())}>"
 

@@ -417,3 +417,11 @@ def test_connector_returning_the_wrong_type_is_named(make_session):
     run = make_session(Wrong("wrong"), poll=fast_policy(max_get_errors=1)).launch("wrong")
     with pytest.raises(PollingStoppedError, match="returned dict; expected a Resource"):
         run.wait(timeout=10)
+
+
+async def test_session_as_async_context_manager(tmp_path):
+    async with Session(registry=ConnectorRegistry([FakeConnector()]), poll=fast_policy(),
+                       output_dir=str(tmp_path)) as session:
+        run = session.launch("fake")
+        assert (await run).phase == "SUCCEEDED"
+    assert session.closed and session._loop.is_closed()
