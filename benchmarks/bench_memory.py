@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import TimerConnector  # noqa: E402
+from _common import TimerConnector
 
-from connector_nb import ConnectorRegistry, PollPolicy  # noqa: E402
-from connector_nb.session import AsyncSession  # noqa: E402
+from connector_nb import ConnectorRegistry, PollPolicy
+from connector_nb.session import AsyncSession
 
 N = 10_000
 

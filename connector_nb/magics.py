@@ -7,8 +7,6 @@ Bad arguments raise ``UsageError``: IPython shows one line, no traceback.
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 import warnings
 from typing import TYPE_CHECKING, Any, Callable
@@ -18,6 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
+from ._args import parse_assignments, parse_json_object
 from .errors import ConnectorNbError, InputError, UnknownTaskTypeError
 
 if TYPE_CHECKING:
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 #: The name of the current session in the user namespace.
 SESSION_NAME = "connector_session"
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SUBCOMMANDS = ("list", "launch", "status", "wait", "cancel", "logs", "metrics", "runs", "connect", "ui", "register")
 
 
@@ -33,36 +31,6 @@ def usage(message: Any) -> UsageError:
     """A one-line UsageError."""
     text = str(message.args[0] if isinstance(message, KeyError) and message.args else message)
     return UsageError(text.strip().splitlines()[0] if text.strip() else type(message).__name__)
-
-
-def parse_value(text: str) -> Any:
-    """A k=v value: JSON when it parses (numbers, true/false, null, lists, objects), else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_pairs(pairs: list[str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not _KEY.match(key):
-            raise UsageError(f"bad argument {pair!r}: expected NAME=VALUE, e.g. seconds=2")
-        values[key] = parse_value(value)
-    return values
-
-
-def parse_json_option(text: str | None, what: str) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise UsageError(f"{what} must be a JSON object: {e}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return value
 
 
 def parse_cell(cell: str) -> dict[str, Any]:
@@ -192,8 +160,11 @@ class ConnectorMagics(Magics):
         else:
             if not args.args:
                 raise UsageError("launch needs a task type: %connector launch TASK k=v ...")
-            task, inputs = args.args[0], parse_pairs(args.args[1:])
-            custom, version = parse_json_option(args.custom, "--custom"), 0
+            try:
+                task, inputs = args.args[0], parse_assignments(args.args[1:])
+                custom, version = parse_json_object(args.custom, "--custom"), 0
+            except InputError as e:
+                raise usage(e) from None
         if args.version is not None:
             version = args.version
         if not isinstance(version, int):

@@ -6,7 +6,10 @@ import re
 from typing import Any, Iterable, Mapping
 
 MASK = "••••"
-_SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|api_?key|private_?key|credential|auth", re.IGNORECASE)
+# Over-masking a harmless name costs little; leaking one secret costs a lot.
+_SECRET_NAME = re.compile(
+    r"passw|pwd|secret|token|credential|auth|api_?key|private_?key|(^|[_-])key([_-]|$)", re.IGNORECASE
+)
 
 
 def is_secret_name(name: str) -> bool:

@@ -355,10 +355,11 @@ def serve(
     """Serve ``registry``'s connectors (the default registry when None) over gRPC.
 
     ``port=0`` picks a free port (see ``handle.port``). ``modules`` are imported and their connectors
-    registered, like ``pyflyte serve connector --modules``. ``max_workers`` threads run ``def`` connector
-    methods; ``async def`` ones run on the server's loop. With ``block=False`` the server runs in a
-    background thread and the handle is returned at once; otherwise this returns after Ctrl-C/SIGTERM.
-    ``options`` are extra grpc server options; ``interceptors`` grpc.aio server interceptors (e.g. auth).
+    registered, like ``pyflyte serve connector --modules``. ``async def`` connector methods are awaited
+    on the server's loop (no thread hop); ``max_workers`` threads run ``def`` ones. With ``block=False``
+    the server runs in a background thread and the handle is returned at once; otherwise this returns
+    after Ctrl-C/SIGTERM. ``options`` are extra grpc server options; ``interceptors`` are
+    ``grpc.aio.ServerInterceptor`` objects (e.g. for auth).
     """
     from .registry import ConnectorRegistry
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import ipywidgets as w
 
 from ..errors import ConnectorNbError
+from ..secrets import is_secret_name
 from . import reprs
 from ._throttle import Throttle
 from .run_view import RunView, button, html_widget, submit
@@ -62,7 +63,7 @@ def make_field(name: str, type_name: str, default: Any = None) -> Field:
     """A typed widget for ``type_name`` as given by ``literals.type_name`` ("int", "list[int]", "str | None"...)."""
     label = f"{name} ({type_name})"
     common: dict[str, Any] = {"description": label, "style": _STYLE}
-    secret = reprs.is_secret(name)
+    secret = is_secret_name(name)
     if type_name == "int":
         return Field(name, type_name, w.IntText(value=int(default or 0), **common), int)
     if type_name == "float":

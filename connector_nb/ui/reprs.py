@@ -7,10 +7,11 @@ DOM contract the browser tests select on. Inputs whose names look secret are alw
 from __future__ import annotations
 
 import html
-import re
 import traceback
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from ..secrets import redact
 
 if TYPE_CHECKING:
     from ..session import AsyncSession, Run, Session, Transition
@@ -20,23 +21,12 @@ PHASE_COLOURS = {
     "RUNNING": "#0d6efd", "SUCCEEDED": "#198754", "FAILED": "#dc3545", "RETRYABLE_FAILED": "#fd7e14",
     "ABORTED": "#495057",
 }
-MASK = "••••"
-_SECRET = re.compile(r"passw|token|secret|key|credential|api_?key", re.IGNORECASE)
 _CELL = "padding:1px 8px;text-align:left;vertical-align:top"
 _MAX_TEXT = 2000
 
 
 def esc(value: Any) -> str:
     return html.escape(str(value))
-
-
-def is_secret(name: str) -> bool:
-    return bool(_SECRET.search(str(name)))
-
-
-def masked(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``values`` with secret-looking names' values replaced by a mask."""
-    return {k: MASK if is_secret(k) else v for k, v in values.items()}
 
 
 def short(value: Any, limit: int = 200) -> str:
@@ -138,7 +128,7 @@ def run_errors(run: Run) -> list[BaseException]:
 def values_html(values: Mapping[str, Any], css_class: str) -> str:
     """Name/value table; DataFrames via ``to_html`` (at most 50 rows), secret names masked."""
     rows = []
-    for name, value in masked(values).items():
+    for name, value in redact(values).items():
         if hasattr(value, "to_html") and hasattr(value, "shape"):
             shown = value.head(50).to_html(max_cols=30, border=0)
             cell = f"<div style='max-height:24em;overflow:auto'>{shown}</div>{value.shape[0]} rows"

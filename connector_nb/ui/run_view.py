@@ -8,7 +8,6 @@ does not block the kernel.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import time
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
@@ -296,10 +295,6 @@ def metrics_png(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
-
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 __all__ = ["TAB_TITLES", "RunView", "metrics_png", "metrics_table_html"]

@@ -7,6 +7,7 @@ isolated config/data/runtime/settings/workspace directories; ``browser_page`` gi
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from typing import Any
 import nbformat
 import psutil
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,10 +43,13 @@ LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
+PR_SET_PDEATHSIG = 1
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 20.0
 UI_TIMEOUT_MS = 60_000
 expect.set_options(timeout=UI_TIMEOUT_MS)  # kernels and widgets are slow on busy CI machines
+STARTED = re.compile(r"\[(\*|\d+)\]")
+EXECUTED = re.compile(r"\[\d+\]")
 KERNEL_IDLE = re.compile(r"^(?!No Kernel).+ \| Idle$")
 
 
@@ -69,6 +74,13 @@ class LabServer:
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        # Tests share the server: each one starts with no kernel left running by the previous one.
+        for session in self.api("api/sessions"):
+            self.api(f"api/sessions/{session['id']}", method="DELETE")
+        for kernel in self.api("api/kernels"):
+            self.api(f"api/kernels/{kernel['id']}", method="DELETE")
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -115,6 +127,13 @@ def _lab_command(port: int, token: str, root: Path, base: Path) -> list[str]:
     ]
 
 
+def _die_with_parent() -> None:
+    # If pytest itself is killed (e.g. a CI timeout), the kernel sends SIGTERM to the server, which then shuts
+    # its kernels down; kernels also exit on their own when their parent dies (JPY_PARENT_PID).
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _wait_ready(server: LabServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -159,6 +178,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         proc = subprocess.Popen(
             _lab_command(port, token, root, base), cwd=root, env=_lab_env(base),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     server = LabServer(port=port, token=token, root_dir=root, log_path=log_path, proc=proc)
     try:
@@ -205,6 +225,7 @@ def browser_page(request: pytest.FixtureRequest, chromium: Any, lab_server: LabS
         if request.node.stash.get(_FAILED, False):
             screenshot(page, f"FAILED-{request.node.name}")
         context.close()
+        lab_server.shutdown_kernels()
 
 
 def write_notebook(root: Path, name: str, cells: list[str]) -> str:
@@ -232,7 +253,8 @@ def wait_kernel_idle(page: Any, timeout_ms: int = UI_TIMEOUT_MS) -> None:
 
 
 def open_notebook(page: Any, server: LabServer, name: str) -> None:
-    page.goto(server.url(f"lab/tree/{name}"))
+    # "reset" starts from an empty workspace, so tabs of earlier tests are not restored.
+    page.goto(server.url(f"lab/tree/{name}?reset"))
     cell(page, 0).wait_for()
     wait_kernel_idle(page)
 
@@ -240,10 +262,19 @@ def open_notebook(page: Any, server: LabServer, name: str) -> None:
 def run_cell(page: Any, index: int, timeout_ms: int = UI_TIMEOUT_MS) -> Any:
     """Run one cell with Shift+Enter, as a user would, and wait until its execution count is shown."""
     target = cell(page, index)
-    target.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
     prompt = target.locator(".jp-InputArea-prompt")
-    prompt.filter(has_text=re.compile(r"\[\d+\]")).wait_for(timeout=timeout_ms)
+    for _attempt in range(3):
+        target.locator(".jp-InputArea-editor").click()
+        expect(target).to_have_class(re.compile(r"\bjp-mod-active\b"))
+        page.keyboard.press("Shift+Enter")
+        # JupyterLab shows [*] as soon as it sends the request; a key press lost to a focus change leaves
+        # "[ ]", and only then is pressing again safe (the cell cannot run twice).
+        try:
+            prompt.filter(has_text=STARTED).wait_for(timeout=5_000)
+            break
+        except PlaywrightTimeoutError:
+            continue
+    prompt.filter(has_text=EXECUTED).wait_for(timeout=timeout_ms)
     return target
 
 

@@ -44,11 +44,11 @@ def test_lab_settings_overrides_apply(lab_server):
     assert notification["settings"]["checkForUpdates"] is False
 
 
-def test_python3_kernelspec_is_this_virtualenv(lab_server):
+def test_python3_kernelspec_is_the_default(lab_server):
     specs = lab_server.api("api/kernelspecs")
-    assert "python3" in specs["kernelspecs"]
-    resources = specs["kernelspecs"]["python3"]["resources"]
-    assert resources, "python3 kernelspec has no resources"
+    assert specs["default"] == "python3"
+    # jupyter_client runs a bare "python" argv with the server's interpreter, i.e. this virtualenv's.
+    assert specs["kernelspecs"]["python3"]["spec"]["argv"][0] in {"python", "python3", sys.executable}
 
 
 def test_live_widget_updates_render_without_running_a_cell(lab_server, browser_page):

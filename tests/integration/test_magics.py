@@ -87,7 +87,7 @@ def test_wait_subcommand_and_step_mode(ip):
 @pytest.mark.parametrize("line, needle", [
     ("bogus", "unknown subcommand"),
     ("launch", "needs a task type"),
-    ("launch sleep 12", "bad argument '12'"),
+    ("launch sleep 12", "expected key=value (e.g. seconds=2), got '12'"),
     ("launch sleep seconds=abc", "seconds"),
     ("launch nosuch x=1", "no connector for task type 'nosuch'"),
     ("launch sleep seconds=1 extra=2", "no input 'extra'"),
