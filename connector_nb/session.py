@@ -102,7 +102,7 @@ class Run(_Observable):
         self._observers: list[Observer] = []
         self._poller: asyncio.Task[None] | None = None
         self._outputs: dict[str, Any] | None = None
-        self._record(Resource(phase="QUEUED", message="created"), force=True)
+        self._record(Resource(phase="QUEUED", message="created"))
 
     # -- state -----------------------------------------------------------------------------------
     @property
@@ -288,18 +288,19 @@ class Run(_Observable):
     def _apply(self, resource: Resource, step: bool = False) -> None:
         self.resource = resource
         self._outputs = None
-        self._record(resource, force=step)
+        self._record(resource, step=step)
         if resource.phase in FINAL_PHASES:
             self._stop_poller()
             self._finish()
         else:
             self._notify()
 
-    def _record(self, resource: Resource, force: bool = False) -> None:
-        if force or not self.transitions or self.transitions[-1].phase != resource.phase:
+    def _record(self, resource: Resource, step: bool = False) -> None:
+        """A transition on each phase change; in step mode on every poll, with its raw Resource."""
+        if step or not self.transitions or self.transitions[-1].phase != resource.phase:
             self.transitions.append(Transition(
                 resource.phase, resource.message, _now(), tuple(resource.log_links), resource.custom_info,
-                resource if force else None,
+                resource if step else None,
             ))
 
     def _finish(self) -> None:
