@@ -7,6 +7,7 @@ isolated config/data/runtime/settings/workspace directories; ``browser_page`` gi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -27,6 +28,7 @@ from typing import Any
 import nbformat
 import psutil
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -128,7 +130,7 @@ def _lab_command(port: int, token: str, root: Path, base: Path) -> list[str]:
 
 
 def _die_with_parent() -> None:
-    # If pytest itself is killed (e.g. a CI timeout), the kernel sends SIGTERM to the server, which then shuts
+    # If pytest itself is killed (e.g. a CI job timeout), Linux sends SIGTERM to the server, which then shuts
     # its kernels down; kernels also exit on their own when their parent dies (JPY_PARENT_PID).
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -202,6 +204,9 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     # Lets browser_page know at teardown whether the test body failed.
@@ -209,9 +214,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call":
         item.stash[_FAILED] = report.failed
     return report
-
-
-_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
@@ -223,7 +225,8 @@ def browser_page(request: pytest.FixtureRequest, chromium: Any, lab_server: LabS
         yield page
     finally:
         if request.node.stash.get(_FAILED, False):
-            screenshot(page, f"FAILED-{request.node.name}")
+            with contextlib.suppress(PlaywrightError):  # never hide the real failure
+                screenshot(page, f"FAILED-{request.node.name}")
         context.close()
         lab_server.shutdown_kernels()
 
@@ -269,11 +272,9 @@ def run_cell(page: Any, index: int, timeout_ms: int = UI_TIMEOUT_MS) -> Any:
         page.keyboard.press("Shift+Enter")
         # JupyterLab shows [*] as soon as it sends the request; a key press lost to a focus change leaves
         # "[ ]", and only then is pressing again safe (the cell cannot run twice).
-        try:
+        with contextlib.suppress(PlaywrightTimeoutError):
             prompt.filter(has_text=STARTED).wait_for(timeout=5_000)
             break
-        except PlaywrightTimeoutError:
-            continue
     prompt.filter(has_text=EXECUTED).wait_for(timeout=timeout_ms)
     return target
 

@@ -63,4 +63,8 @@ def test_live_widget_updates_render_without_running_a_cell(lab_server, browser_p
     expect(badge).to_have_attribute("data-phase", "RUNNING")
     expect(badge).to_have_attribute("data-phase", "SUCCEEDED")
     expect(badge).to_have_text("SUCCEEDED")
+
+    # The settings reached the frontend: 4.6's default windowing ("contentVisibility") and the news toast are off.
+    expect(page.locator(".jp-content-visibility-mode")).to_have_count(0)
+    expect(page.locator(".Toastify__toast")).to_have_count(0)
     screenshot(page, "harness")
