@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ..connector import AsyncConnector, Resource, ResourceMeta
 from ..errors import InputError
-from .sleep import (
+from ._common import (
     custom_dict,
     downsample,
     file_log_link,

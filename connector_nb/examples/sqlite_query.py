@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
 
 from ..connector import AsyncConnector, Resource, ResourceMeta
 from ..errors import InputError
-from .sleep import (
+from ._common import (
     custom_dict,
     downsample,
     elapsed_label,
