@@ -210,12 +210,15 @@ class Run(_Observable):
 
     def resume(self) -> None:
         """Start (or restart) auto-polling, e.g. after step mode or after polling stopped on errors."""
-        if self.phase in FINAL_PHASES:
-            return
+        if self.phase not in FINAL_PHASES:
+            # asyncio.Event is not thread-safe: change the run's state on its loop.
+            self._loop.call_soon_threadsafe(self._resume)
+
+    def _resume(self) -> None:
         self.autopoll = True
         self.polling_error = None
         self._done.clear()
-        self._loop.call_soon_threadsafe(self._start_poller)
+        self._start_poller()
 
     def __await__(self) -> Generator[Any, None, Resource]:
         return await_on(self.wait_async(), self._loop).__await__()
