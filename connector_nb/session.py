@@ -220,6 +220,15 @@ class Run(_Observable):
         self._done.clear()
         self._start_poller()
 
+    def debug(self) -> None:
+        """Open the post-mortem debugger on the connector's last exception (what ``%debug`` would show)."""
+        if self.error is None:
+            raise ConnectorNbError(f"run {self.run_id} has no error to debug")
+        cause = getattr(self.error, "original", None) or self.error.__cause__ or self.error
+        import pdb
+
+        pdb.post_mortem(cause.__traceback__)
+
     def __await__(self) -> Generator[Any, None, Resource]:
         return await_on(self.wait_async(), self._loop).__await__()
 

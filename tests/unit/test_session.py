@@ -425,3 +425,25 @@ async def test_session_as_async_context_manager(tmp_path):
         run = session.launch("fake")
         assert (await run).phase == "SUCCEEDED"
     assert session.closed and session._loop.is_closed()
+
+
+def test_debug_opens_the_connectors_traceback(make_session, monkeypatch):
+    import pdb
+
+    seen = []
+    monkeypatch.setattr(pdb, "post_mortem", lambda tb: seen.append(tb))
+    fake = FakeConnector(script=[ZeroDivisionError("bad maths")])
+    run = make_session(fake).launch("fake", poll=fast_policy(max_get_errors=1))
+    with pytest.raises(PollingStoppedError):
+        run.wait(timeout=10)
+    run.debug()
+    frames = []
+    tb = seen[0]
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert frames[-1] == "_step"  # the connector's own frame, where the error was raised
+    ok = make_session(FakeConnector("ok")).launch("ok")
+    ok.wait(timeout=10)
+    with pytest.raises(Exception, match="has no error to debug"):
+        ok.debug()
