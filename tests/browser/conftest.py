@@ -169,7 +169,7 @@ def _stop(server: LabServer) -> None:
         proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     base = tmp_path_factory.mktemp("jupyter")
     root = tmp_path_factory.mktemp("lab_root")
@@ -190,7 +190,9 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         _stop(server)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main thread
+# while it is open, and the rest of the suite (asyncio.run, pytest-asyncio) must not see it.
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
