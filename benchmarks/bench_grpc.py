@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from typing import Any, Awaitable, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 INTEGRATION = REPO / "tests" / "integration"
+sys.path.insert(0, str(INTEGRATION))
+from flytekit_env import free_port, stop_process  # noqa: E402
+
 META = json.dumps({"job_id": "fast", "deadline": 0.0, "fail": False}).encode()
 
 #: Our service with the same trivial connector as flytekit_connector_module.FastGetConnector.
@@ -85,12 +87,6 @@ class Result:
 HEADER = f"{'':<34} {'calls/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'srv CPU us':>12} {'calls':>9} {'errors':>7}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     import grpc
     from flyteidl.admin import agent_pb2
@@ -115,18 +111,9 @@ def _start(argv: list[str], port: int, env: dict[str, str] | None = None, cwd: P
     try:
         _wait_ready(port, proc)
     except BaseException:
-        _stop(proc)
+        stop_process(proc)
         raise
     return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _cpu(pid: int) -> float:
@@ -201,7 +188,7 @@ async def bench_transport(name: str, port: int, pid: int, args: argparse.Namespa
 
 
 def start_ours() -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return _start([sys.executable, "-c", OUR_SERVER, str(port)], port, env), port
 
@@ -210,9 +197,9 @@ def start_flytekit() -> tuple[subprocess.Popen, int]:
     sys.path.insert(0, str(INTEGRATION))
     from flytekit_env import flytekit_python, serve_connector_command
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(INTEGRATION)}
-    argv = serve_connector_command(flytekit_python(), port, _free_port(), ["flytekit_connector_module"])
+    argv = serve_connector_command(flytekit_python(), port, free_port(), ["flytekit_connector_module"])
     return _start(argv, port, env, cwd=INTEGRATION), port
 
 
@@ -237,10 +224,10 @@ def main() -> None:
     runs: dict[str, list[Result]] = {"ours": [], "flytekit": [], "client": []}
     with contextlib.ExitStack() as stack:
         ours_proc, ours_port = start_ours()
-        stack.callback(_stop, ours_proc)
+        stack.callback(stop_process, ours_proc)
         if not args.skip_flytekit:
             fk_proc, fk_port = start_flytekit()
-            stack.callback(_stop, fk_proc)
+            stack.callback(stop_process, fk_proc)
         for _ in range(args.rounds):
             runs["ours"].append(asyncio.run(bench_raw("ours (raw stubs)", ours_port, ours_proc.pid, args)))
             if not args.skip_flytekit:

@@ -134,6 +134,30 @@ class Throttle:
             log.exception("render of %r failed", self.render)
 
 
+class ThrottledView:
+    """Mixin of the live widgets: a ``Throttle`` in ``_throttle`` and a run/session ``_unsubscribe``."""
+
+    _throttle: Throttle
+    _unsubscribe: Callable[[], Any]
+
+    def render_now(self) -> None:
+        """Render synchronously on the calling thread (tests, or after changing options)."""
+        self._throttle.flush()
+
+    @property
+    def renders(self) -> int:
+        return self._throttle.renders
+
+    def _stop_updates(self) -> bool:
+        """Stop redrawing and observing; False when construction never got that far."""
+        throttle = getattr(self, "_throttle", None)
+        if throttle is None:
+            return False
+        throttle.close()
+        self._unsubscribe()
+        return True
+
+
 @contextlib.contextmanager
 def held(widgets: Iterable[Any]) -> Iterator[None]:
     """``hold_sync`` on every widget at once: each sends at most one update message on exit."""

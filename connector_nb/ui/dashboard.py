@@ -12,14 +12,14 @@ import ipywidgets as w
 
 from ..connector import TERMINAL_PHASES
 from . import reprs
-from ._throttle import Throttle
+from ._throttle import Throttle, ThrottledView
 from .run_view import button, html_widget, submit
 
 if TYPE_CHECKING:
     from ..session import Session
 
 
-class Dashboard(w.VBox):
+class Dashboard(ThrottledView, w.VBox):
     """Every run of ``session``: counts (``cnb-counts``), a table, "Cancel run" and "Cancel all"."""
 
     def __init__(self, session: Session, *, max_rows: int = 200, interval: float = 0.25, tick: float = 1.0) -> None:
@@ -94,18 +94,8 @@ class Dashboard(w.VBox):
         self._message = message
         self._throttle.mark()
 
-    def render_now(self) -> None:
-        self._throttle.flush()
-
-    @property
-    def renders(self) -> int:
-        return self._throttle.renders
-
     def close(self) -> None:
-        throttle = getattr(self, "_throttle", None)
-        if throttle is not None:
-            throttle.close()
-            self._unsubscribe()
+        if self._stop_updates():
             for child in self._held():
                 child.close()
         super().close()

@@ -17,7 +17,7 @@ from traitlets import Bool, Float, Unicode
 
 from ..connector import TERMINAL_PHASES
 from . import reprs
-from ._throttle import DEFAULT_INTERVAL, Throttle
+from ._throttle import DEFAULT_INTERVAL, Throttle, ThrottledView
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +76,7 @@ class _Fetch:
         return wanted and time.monotonic() - self.last >= self.interval
 
 
-class RunView(w.VBox):
+class RunView(ThrottledView, w.VBox):
     """Live view of a :class:`~connector_nb.session.Run`. Display it, or just display the run in a kernel."""
 
     #: Mirrors of the run's state, for observers (not synced: the child widgets carry what is shown).
@@ -245,19 +245,8 @@ class RunView(w.VBox):
         self._throttle.mark()
         submit(coro, self.run._loop, done)
 
-    def render_now(self) -> None:
-        """Render synchronously on the calling thread (tests, or after changing options)."""
-        self._throttle.flush()
-
-    @property
-    def renders(self) -> int:
-        return self._throttle.renders
-
     def close(self) -> None:
-        throttle = getattr(self, "_throttle", None)
-        if throttle is not None:
-            throttle.close()
-            self._unsubscribe()
+        self._stop_updates()
         for child in [*getattr(self, "children", ()), *(self._leaves() if hasattr(self, "outputs") else ())]:
             child.close()
         super().close()

@@ -8,6 +8,7 @@ only when missing.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,20 @@ def serve_connector_command(python: Path, port: int, prometheus_port: int, modul
     for module in modules:
         argv += ["--modules", module]
     return argv
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (servers in tests bind nothing else)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if the service has not stopped within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

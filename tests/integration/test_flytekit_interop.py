@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +12,12 @@ import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from flytekit_env import flytekit_python, serve_connector_command
+from flytekit_env import flytekit_python, free_port, serve_connector_command, stop_process
 
 from connector_nb.errors import NotSupportedError, UnknownTaskTypeError
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(1200)]
 HERE = Path(__file__).resolve().parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_serving(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -59,24 +52,19 @@ def markers(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def flytekit_service(markers, tmp_path_factory):
     python = flytekit_python()
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("interop-log") / "pyflyte.log"
     env = {**os.environ, "INTEROP_MARKER_DIR": str(markers), "PYTHONPATH": str(HERE)}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            serve_connector_command(python, port, _free_port(), ["flytekit_connector_module"]),
+            serve_connector_command(python, port, free_port(), ["flytekit_connector_module"]),
             cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         _wait_serving(port, proc, log)
         yield f"grpc://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture
