@@ -27,8 +27,10 @@ chromium:
 flytekit-venv: venv
 	$(PY) -c "import sys; sys.path.insert(0, 'tests/integration'); import flytekit_env; print(flytekit_env.flytekit_python())"
 
+# Root (containers, CI machines) needs --allow-root; nobody else gets it.
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb --ServerApp.ip=127.0.0.1 --port=$(PORT)
+	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb --ServerApp.ip=127.0.0.1 --port=$(PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: venv chromium flytekit-venv
 	$(PY) -m ruff check connector_nb tests benchmarks
