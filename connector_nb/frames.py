@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,7 +73,3 @@ def timelines_frame(runs: Iterable[Run]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["run_id", "task_type", "phase", "message", "at", "duration_s"])
     return pd.concat(frames, ignore_index=True)
-
-
-def as_utc(value: Any) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

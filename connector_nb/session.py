@@ -153,7 +153,6 @@ class Run(_Observable):
 
         return transitions_frame(self.transitions, until=self.ended_at)
 
-
     # -- async API -------------------------------------------------------------------------------
     async def wait_async(self, timeout: float | None = None) -> Resource:
         """Wait until polling ends; return the final Resource (raises if polling stopped on errors)."""
@@ -186,7 +185,8 @@ class Run(_Observable):
         except Exception as e:
             self.error = e
             self._notify()
-            self._start_poller()  # the job may still be running: keep watching it
+            if self.autopoll:
+                self._start_poller()  # the job may still be running: keep watching it
             raise
         self._apply(Resource(phase="ABORTED", message="cancelled (delete called)"))
 
