@@ -229,13 +229,10 @@ class ConnectorMagics(Magics):
         print(f"connected: {new.target} (as {SESSION_NAME})")
 
     def _do_ui(self, args: Any, _cell: str | None) -> Any:
-        import ipywidgets as w
-
-        from .ui.dashboard import Dashboard
-        from .ui.launch_panel import LaunchPanel
+        from .ui.display import SessionUI
 
         self._no_args(args)
-        return w.VBox([LaunchPanel(self.session), Dashboard(self.session)])
+        return SessionUI(self.session)
 
     def _do_register(self, args: Any, _cell: str | None) -> None:
         name = self._one(args, "register CLASSNAME [--override]")

@@ -75,4 +75,26 @@ def session_mimebundle(
     return _bundle(session, reprs.session_text(session), reprs.session_html(session), make, include, exclude)
 
 
-__all__ = ["WIDGET_MIME", "run_mimebundle", "session_mimebundle", "widget_view_json", "widgets_available"]
+class SessionUI:
+    """What ``%connector ui`` returns: a launch panel over a dashboard in a widget frontend, status elsewhere.
+
+    Returning this rather than a bare VBox keeps saved notebooks, GitHub and nbviewer readable.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def widget(self) -> Any:
+        import ipywidgets as w
+
+        from .dashboard import Dashboard
+        from .launch_panel import LaunchPanel
+
+        return w.VBox([LaunchPanel(self.session), Dashboard(self.session)])
+
+    def _repr_mimebundle_(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> dict:
+        text = "launch panel and dashboard (live widgets need a Jupyter frontend)\n" + reprs.session_text(self.session)
+        return _bundle(self, text, reprs.session_html(self.session), self.widget, include, exclude)
+
+
+__all__ = ["SessionUI", "WIDGET_MIME", "run_mimebundle", "session_mimebundle", "widget_view_json", "widgets_available"]

@@ -156,7 +156,6 @@ def test_reload_ext_keeps_the_magics_working(ip):
 
 
 def test_ui_returns_the_panel_and_dashboard(ip):
-    pytest.importorskip("ipywidgets")
     from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
     from connector_nb.ui.dashboard import Dashboard
@@ -164,8 +163,11 @@ def test_ui_returns_the_panel_and_dashboard(ip):
 
     setup_test_comm()
     try:
-        box = ip.run_line_magic("connector", "ui")
-        assert [type(c) for c in box.children] == [LaunchPanel, Dashboard]
+        ui = ip.run_line_magic("connector", "ui")
+        assert [type(c) for c in ui.widget().children] == [LaunchPanel, Dashboard]
+        bundle = ui._repr_mimebundle_()  # no kernel here: readable fallbacks only, never a bare widget repr
+        assert set(bundle) == {"text/plain", "text/html"}
+        assert bundle["text/plain"].startswith("launch panel and dashboard") and "VBox" not in bundle["text/plain"]
     finally:
         teardown_test_comm()
 
@@ -210,8 +212,8 @@ NOTEBOOK_CELLS = [
 
 @pytest.mark.kernel
 def test_kernel_keeps_polling_while_a_cell_blocks():
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient
+    import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in NOTEBOOK_CELLS]

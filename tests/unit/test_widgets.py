@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+import ipywidgets
 import pandas as pd
 import pytest
+from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from connector_nb import ConnectorRegistry, Session
 from connector_nb.examples import CONNECTORS
 from connector_nb.testing import FakeConnector, fast_policy, wait_until
-
-ipywidgets = pytest.importorskip("ipywidgets")
-from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm  # noqa: E402
-
-from connector_nb.ui._throttle import Throttle, wait_idle  # noqa: E402
-from connector_nb.ui.dashboard import Dashboard  # noqa: E402
-from connector_nb.ui.launch_panel import LaunchPanel  # noqa: E402
-from connector_nb.ui.run_view import TAB_TITLES, RunView  # noqa: E402
-from connector_nb.ui.widgets import Progress  # noqa: E402
+from connector_nb.ui._throttle import Throttle, wait_idle
+from connector_nb.ui.dashboard import Dashboard
+from connector_nb.ui.launch_panel import LaunchPanel
+from connector_nb.ui.run_view import TAB_TITLES, RunView
+from connector_nb.ui.widgets import Progress
 
 
 @pytest.fixture(autouse=True)
