@@ -167,5 +167,16 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01, wh
         time.sleep(interval)
 
 
+def process_group_gone(pgid: int) -> bool:
+    """Whether no process is left in group ``pgid`` (for connectors that run subprocesses)."""
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def phases(transitions: Iterable[Any]) -> list[str]:
     return [t.phase for t in transitions]

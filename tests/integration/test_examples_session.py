@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 
 from connector_nb import Session
 from connector_nb.examples import make_demo_database
-from connector_nb.testing import phases, wait_until
+from connector_nb.testing import phases, process_group_gone, wait_until
 
 
 @pytest.fixture
@@ -55,15 +52,7 @@ def test_shell_runs_a_real_process_and_cancel_kills_its_group(session):
     pid = int(__import__("json").loads(pid)["pid"])
     long.cancel()
     assert long.phase == "ABORTED"
-
-    def group_gone() -> bool:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_until(group_gone, timeout=10, what="the process group to be killed")
+    wait_until(lambda: process_group_gone(pid), timeout=10, what="the process group to be killed")
     long.cancel()  # idempotent
 
 
@@ -103,13 +92,4 @@ def test_sigterm_is_not_left_behind(session):
     wait_until(lambda: run.phase == "RUNNING", what="RUNNING")
     meta = __import__("json").loads(session.get_run(run.run_id).resource_meta)
     run.cancel()
-
-    def gone() -> bool:
-        try:
-            os.killpg(meta["pid"], 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_until(gone, timeout=15, what="SIGKILL after SIGTERM was ignored")
-    assert signal.SIGKILL  # documented escalation happened
+    wait_until(lambda: process_group_gone(meta["pid"]), timeout=15, what="SIGKILL after SIGTERM was ignored")

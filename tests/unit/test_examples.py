@@ -27,6 +27,7 @@ from connector_nb.examples import (
     SQLiteQueryConnector,
     make_demo_database,
 )
+from connector_nb.testing import process_group_gone
 
 DEADLINE = 20.0
 
@@ -220,14 +221,7 @@ def test_shell_delete_kills_process_group(tmp_path: Path) -> None:
     conn.delete(meta)
     conn.delete(meta)  # idempotent
 
-    def group_gone() -> bool:
-        try:
-            os.killpg(meta.pid, 0)
-            return False
-        except ProcessLookupError:
-            return True
-
-    wait_for(group_gone, what="process group to exit")
+    wait_for(lambda: process_group_gone(meta.pid), what="process group to exit")
     aborted = get(conn, meta)
     assert aborted.phase == "ABORTED" and aborted.message == "cancelled by delete"
     conn.delete(meta)  # after the group is gone, too
@@ -334,12 +328,5 @@ def test_shell_delete_escalates_to_sigkill(tmp_path: Path) -> None:
     wait_for(lambda: get(conn, meta).phase == "RUNNING", what="RUNNING")
     conn.delete(meta)
 
-    def group_gone() -> bool:
-        try:
-            os.killpg(meta.pid, 0)
-            return False
-        except ProcessLookupError:
-            return True
-
-    wait_for(group_gone, what="process group to be killed")
+    wait_for(lambda: process_group_gone(meta.pid), what="process group to be killed")
     assert get(conn, meta).phase == "ABORTED"
