@@ -49,3 +49,25 @@ def test_demo_runs_several_tasks_and_shows_a_table():
     assert out.returncode == 0, out.stdout + out.stderr
     assert "sqlite_query" in out.stdout and "shell" in out.stdout
     assert out.stdout.count("SUCCEEDED") >= 4 and "FAILED" in out.stdout
+
+
+def test_list_and_run_against_a_connector_service():
+    from connector_nb import ConnectorRegistry, serve
+    from connector_nb.examples import CONNECTORS
+
+    with serve(ConnectorRegistry(CONNECTORS), port=0, block=False) as handle:
+        listed = cli("list", "--target", handle.target)
+        assert listed.returncode == 0, listed.stderr
+        assert "sleep" in listed.stdout and "shell" in listed.stdout
+        ran = cli("run", "sleep", "seconds=0.3", "--follow", "--target", handle.target)
+        assert ran.returncode == 0, ran.stderr
+        assert "RUNNING" in ran.stdout and "SUCCEEDED" in ran.stdout and "| [t=" in ran.stdout
+        failed = cli("run", "sleep", "seconds=0.2", "fail=true", "--target", handle.target)
+        assert failed.returncode == 1 and "fail=True" in failed.stdout
+
+
+def test_unreachable_target_is_one_clear_line():
+    out = cli("list", "--target", "grpc://127.0.0.1:9")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unavailable" in lines[0] and "127.0.0.1:9" in lines[0]

@@ -1,0 +1,52 @@
+"""The session inside a real Jupyter kernel (nbclient): `await run`, blocking `wait()`, AsyncSession on the kernel loop.
+
+flytekit's local executor raises "another loop is running" here; these cells must just work.
+"""
+
+from __future__ import annotations
+
+import nbclient
+import nbformat
+import pytest
+
+CELLS = [
+    "import asyncio\n"
+    "from connector_nb import AsyncSession, Session\n"
+    "session = Session()\n"
+    "runs = [session.launch('sleep', seconds=0.5) for _ in range(3)]",
+    # awaiting runs from a cell leaves the kernel's own loop running (the ticker advances)
+    "ticks = 0\n"
+    "async def tick():\n"
+    "    global ticks\n"
+    "    while True:\n"
+    "        ticks += 1\n"
+    "        await asyncio.sleep(0.01)\n"
+    "ticker = asyncio.ensure_future(tick())\n"
+    "results = [await r for r in runs]\n"
+    "ticker.cancel()\n"
+    "print('awaited', [r.phase for r in results], ticks > 5)",
+    # the blocking form works inside the running kernel loop too
+    "run = session.launch('sleep', seconds=0.2)\n"
+    "print('waited', run.wait(timeout=30).phase)",
+    # an AsyncSession lives on the kernel's loop: await works, blocking on it is refused with a clear error
+    "local = AsyncSession()\n"
+    "arun = await local.launch('sleep', seconds=0.2)\n"
+    "print('async', (await arun.wait_async(timeout=30)).phase)\n"
+    "try:\n"
+    "    arun.wait()\n"
+    "except Exception as e:\n"
+    "    print('refused', type(e).__name__, 'deadlock' in str(e))\n"
+    "await local.close()\n"
+    "session.close()",
+]
+
+
+@pytest.mark.kernel
+def test_session_in_a_real_kernel():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    out = ["".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream") for cell in nb.cells]
+    assert out[1].strip() == "awaited ['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED'] True"
+    assert out[2].strip() == "waited SUCCEEDED"
+    assert out[3].strip().splitlines() == ["async SUCCEEDED", "refused EngineError True"]
