@@ -21,6 +21,7 @@ import time
 import types
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
+from ._tls import read_pem
 from .errors import (
     ConnectorCallError,
     ConnectorNbError,
@@ -165,18 +166,6 @@ class _AgentServicer:
         return list(agents.values())
 
 
-def _read_pem(value: str | bytes, what: str) -> bytes:
-    if isinstance(value, bytes) and b"-----BEGIN" in value:
-        return value
-    if isinstance(value, str) and "-----BEGIN" in value:
-        return value.encode()
-    try:
-        with open(os.path.expanduser(os.fsdecode(value)), "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ValueError(f"{what}: cannot read {os.fsdecode(value)!r} ({e.strerror}); expected a PEM file") from None
-
-
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
@@ -208,7 +197,7 @@ async def _start(
         if certificate is not None or private_key is not None:
             if certificate is None or private_key is None:
                 raise ValueError("TLS needs both certificate and private_key")
-            pair = (_read_pem(private_key, "private_key"), _read_pem(certificate, "certificate"))
+            pair = (read_pem(private_key, "private_key"), read_pem(certificate, "certificate"))
             bound = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
         else:
             bound = server.add_insecure_port(address)

@@ -19,6 +19,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 import grpc
 import grpc.aio
 
+from .._tls import read_pem
 from ..errors import (
     ConnectorCallError,
     ConnectorNbError,
@@ -64,21 +65,6 @@ def parse_target(target: str) -> tuple[str, bool]:
     return f"{match['host']}:{int(port)}", tls
 
 
-def _pem(root_certificates: str | bytes) -> bytes:
-    """PEM bytes from PEM text or the path of a PEM file."""
-    if isinstance(root_certificates, bytes) and b"-----BEGIN" in root_certificates:
-        return root_certificates
-    if isinstance(root_certificates, str) and "-----BEGIN" in root_certificates:
-        return root_certificates.encode()
-    path = os.fsdecode(root_certificates)
-    try:
-        with open(os.path.expanduser(path), "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ValueError(f"root_certificates: cannot read CA file {path!r} ({e.strerror}); "
-                         "expected a PEM file path or PEM text") from None
-
-
 def _metadata(metadata: Sequence[tuple[str, str | bytes]] | Mapping[str, str | bytes] | None) -> tuple:
     items = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or ())
     pairs = []
@@ -112,7 +98,9 @@ class GrpcTransport(Transport):
             raise ValueError(f"root_certificates given for the plaintext target {target!r}; use 'grpcs://'")
         self.tls = tls or root_certificates is not None or server_hostname is not None
         self.target = f"{'grpcs' if self.tls else 'grpc'}://{self.address}"
-        self._root_certificates = None if root_certificates is None else _pem(root_certificates)
+        self._root_certificates = (
+            None if root_certificates is None else read_pem(root_certificates, "root_certificates")
+        )
         self._metadata = _metadata(metadata)
         self.timeout, self.logs_timeout = float(timeout), float(logs_timeout)
         self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
