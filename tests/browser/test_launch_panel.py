@@ -23,7 +23,6 @@ CELLS = [
     "%connector ui",
     "print('never run by these tests')",
 ]
-SLEEP = re.compile(r"^sleep \(v0\)")
 # The run's own badge; the timeline rows carry badges with the same class.
 BADGE = ".cnb-phase-badge[data-phase]:not(.cnb-timeline *)"
 STDERR = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
@@ -48,9 +47,10 @@ def dashboard(page: Any) -> Any:
 
 def choose_sleep(page: Any) -> None:
     select = panel(page).locator(".cnb-connector select")
-    option = select.locator("option").filter(has_text=SLEEP)
+    # ipywidgets renders option labels with &nbsp;: select by the value attribute, which keeps plain spaces.
+    option = select.locator('option[value^="sleep (v0) "]')
     expect(option).to_have_count(1)  # the options arrive after the dropdown itself is shown
-    select.select_option(label=option.inner_text())
+    select.select_option(value=option.get_attribute("value"))
     expect(field(page, "seconds")).to_be_visible()
     expect(panel(page).locator(".cnb-form")).to_contain_text("fail (bool)")
 
@@ -107,6 +107,9 @@ def test_launch_sleep_succeeds_and_shows_in_dashboard(lab_server, browser_page):
     expect(row).to_have_count(1)
     expect(row.locator("code")).to_have_text(run_id)
     expect(row.locator(".cnb-phase-badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    expect(view.locator("button.cnb-cancel")).to_be_disabled()
+    expect(dashboard(page).locator("button.cnb-cancel-all")).to_be_disabled()
+    expect(form_error(page)).to_have_count(0)
     # Only the %connector ui cell ran: every change after it was pushed by the kernel.
     expect(cell(page, 0).locator(".jp-InputArea-prompt")).to_have_text("[1]:")
     expect(cell(page, 1).locator(".jp-InputArea-prompt")).to_have_text("[ ]:")
@@ -131,6 +134,12 @@ def test_invalid_values_show_one_line_error_without_traceback(lab_server, browse
 
     expect(panel(page).locator(".cnb-run-view")).to_have_count(0)
     expect(dashboard(page).locator("table.cnb-runs tbody tr")).to_have_count(0)
+
+    # A valid launch afterwards clears the error.
+    type_into(field(page, "seconds"), "0")
+    launch(page)
+    expect(panel(page).locator(".cnb-run-view")).to_have_count(1)
+    expect(form_error(page)).to_have_count(0)
     assert_no_traceback(ui)
 
 
