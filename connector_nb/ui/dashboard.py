@@ -13,7 +13,7 @@ import ipywidgets as w
 from ..connector import TERMINAL_PHASES
 from . import reprs
 from ._throttle import Throttle, ThrottledView
-from .run_view import button, html_widget, submit
+from .run_view import button, enable, html_widget, submit
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -52,12 +52,14 @@ class Dashboard(ThrottledView, w.VBox):
     def _render(self) -> None:
         runs = list(self._async.runs)
         counts = self._async.counts()
-        self.counts.value = f"<b>{len(runs)} runs</b> {reprs.counts_html(counts)}"
+        total = f"<b>{len(runs)} run{'' if len(runs) == 1 else 's'}</b> " if runs else ""
+        self.counts.value = total + reprs.counts_html(counts)
         self.table.value = reprs.runs_table_html(runs, self.max_rows)
         live = [r for r in runs if r.phase not in TERMINAL_PHASES]
         self._set_live_options([(f"{r.run_id} ({r.task_type})", r.run_id) for r in live[-self.max_rows:][::-1]])
-        self.cancel_all_button.disabled = not live
-        self.cancel_run_button.disabled = not live
+        enable(self.cancel_all_button, bool(live), "danger")
+        enable(self.cancel_run_button, bool(live))
+        self.live_runs.layout.display = None if live else "none"  # no empty dropdown when nothing is live
         self.status.value = reprs.esc(self._message)
         if any(not r.done for r in runs):
             self._throttle.mark(delay=self.tick)  # durations keep moving between changes

@@ -97,7 +97,10 @@ def template_fields(task_type: str, version: int, session: Session) -> list[Fiel
     connector = registry.get_connector(task_type, version)
     types: Mapping[str, types_pb2.LiteralType] = interface_types(connector.task_template())[0]
     defaults = dict(connector.input_defaults)
-    return [make_field(name, type_name(lt), defaults.get(name)) for name, lt in types.items()]
+    # The template's interface is a protobuf map (no order): show fields in the connector's declared order.
+    declared = list(connector.input_types)
+    names = sorted(types, key=lambda n: declared.index(n) if n in declared else len(declared))
+    return [make_field(name, type_name(types[name]), defaults.get(name)) for name in names]
 
 
 class LaunchPanel(w.VBox):

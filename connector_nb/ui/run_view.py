@@ -40,6 +40,12 @@ def button(description: str, css_class: str, **kwargs: Any) -> w.Button:
     return widget
 
 
+def enable(widget: w.Button, on: bool, style: str = "") -> None:
+    """Enable or disable a button; a disabled one loses its colour so it reads as off at a glance."""
+    widget.disabled = not on
+    widget.button_style = style if on else ""
+
+
 def submit(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop,
            done: Callable[[BaseException | None, Any], None]) -> None:
     """Run ``coro`` on the engine loop; ``done(error, result)`` is called on the engine thread."""
@@ -176,7 +182,7 @@ class RunView(ThrottledView, w.VBox):
 
     def _render_buttons(self, phase: str) -> None:
         finished = phase in TERMINAL_PHASES
-        self.cancel_button.disabled = finished or "cancel" in self._actions
+        enable(self.cancel_button, not finished and "cancel" not in self._actions, "danger")
         self.refresh_button.disabled = "refresh" in self._actions
         step_mode = not self.run.autopoll and not self.run.done
         self.step_button.layout.display = None if step_mode else "none"

@@ -86,6 +86,7 @@ def test_cancel_button_calls_delete_and_ends_aborted(make_session):
     assert ("delete", "job-1") in fake.calls
     wait_until(lambda: "data-phase='ABORTED'" in view.badge.value, what="badge ABORTED")
     wait_until(lambda: view.cancel_button.disabled, what="cancel disabled")
+    assert view.cancel_button.button_style == ""  # a disabled button loses its colour
 
 
 def test_refresh_button_calls_get_and_step_mode_shows_resources(make_session):
@@ -153,6 +154,8 @@ def test_launch_panel_fields_are_typed_per_interface(make_session):
     kinds = {f.name: type(f.widget).__name__ for f in panel.fields}
     assert kinds == {"api_token": "Password", "flag": "Checkbox", "maybe": "Text", "n": "IntText",
                      "name": "Text", "x": "FloatText", "xs": "Textarea"}
+    # in the connector's declared order, not the protobuf map's
+    assert [f.name for f in panel.fields] == ["n", "x", "name", "flag", "xs", "maybe", "api_token"]
 
 
 def test_launch_panel_defaults_from_input_defaults(make_session):
