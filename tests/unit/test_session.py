@@ -225,7 +225,7 @@ def test_malformed_resource_meta_is_a_clear_error(make_session):
 
 
 def test_blocking_connector_does_not_stall_the_loop(make_session):
-    slow = BlockingFakeConnector("slow", script=["RUNNING", "SUCCEEDED"], block=0.5)
+    slow = BlockingFakeConnector("slow", script=["RUNNING", "SUCCEEDED"], block=1.5)
     fast = FakeConnector(script=["RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"])
     session = make_session(slow, fast)
     slow_run = session.launch("slow")

@@ -253,7 +253,8 @@ def test_view_coalesces_a_poll_storm(make_session):
     fake = FakeConnector(script=["RUNNING"] * 200 + ["SUCCEEDED"])
     session = make_session(fake, poll=fast_policy(first_interval=0.001, max_interval=0.002))
     run = session.launch("fake")
-    view = RunView(run, interval=0.1)
+    # 2 renders a second: the storm is ~0.5 s, so a loaded CI machine has a wide margin below 40 messages
+    view = RunView(run, interval=0.5)
     run.wait(timeout=30)
     wait_idle()
     wait_until(lambda: view.phase == "SUCCEEDED", what="final render")
@@ -262,7 +263,7 @@ def test_view_coalesces_a_poll_storm(make_session):
     assert run.get_calls >= 200
     sent = messages(view)
     assert sent < 40, f"{sent} messages for {run.get_calls} polls over {run.elapsed:.2f} s"
-    assert view.renders <= 2 + 10 * run.elapsed * 1.5 + 3
+    assert view.renders <= 2 + 2 * run.elapsed * 1.5 + 3
     assert "data-phase='SUCCEEDED'" in view.badge.value  # the terminal transition is never dropped
     updates = [m for w in descendants(view.badge) for m in w.comm.messages]
     assert "SUCCEEDED" in str(updates[-1])
