@@ -24,6 +24,7 @@ _LAZY: dict[str, str] = {
     "PollPolicy": "polling",
     "task_template": "template",
     "serve": "server",
+    "progress": "ui.widgets",
     "ConnectorNbError": "errors",
     "UnknownTaskTypeError": "errors",
     "InputError": "errors",
@@ -78,3 +79,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from .server import serve
     from .session import AsyncSession, Run, Session, Transition
     from .template import task_template
+    from .ui.widgets import progress

@@ -24,6 +24,12 @@ def test_contract_names_are_exported():
         connector_nb.Nope  # noqa: B018
 
 
+def test_progress_is_exported_lazily():
+    from connector_nb.ui.widgets import progress
+
+    assert connector_nb.progress is progress
+
+
 def test_import_is_light():
     code = ("import sys, connector_nb; heavy = [m for m in ('pandas', 'ipywidgets', 'grpc', 'flyteidl', "
             "'matplotlib', 'google.protobuf') if m in sys.modules]; print(','.join(heavy))")
