@@ -79,6 +79,18 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, error: BaseExce
     await context.abort(code, details)
 
 
+def _masked(error: BaseException, inputs: Any) -> BaseException:
+    """The error with secret-named input values masked, before it reaches a log line or the wire."""
+    from .literals import to_python_dict
+    from .secrets import mask_error
+
+    try:
+        values = to_python_dict(inputs)
+    except Exception:  # inputs that do not even convert carry nothing we could mask by name
+        return error
+    return mask_error(error, values)
+
+
 class _AgentServicer:
     """``AsyncAgentService`` and ``AgentMetadataService``, backed by a LocalTransport."""
 
@@ -93,7 +105,7 @@ class _AgentServicer:
         try:
             meta = await self._t.create(request.template, request.inputs, request.output_prefix, metadata)
         except Exception as e:
-            await _abort(context, "CreateTask", e)
+            await _abort(context, "CreateTask", _masked(e, request.inputs))
         return self._pb.CreateTaskResponse(resource_meta=meta)
 
     async def GetTask(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

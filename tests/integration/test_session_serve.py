@@ -34,3 +34,26 @@ def test_remote_session_cannot_serve():
 
     with Session("grpc://127.0.0.1:1") as remote, pytest.raises(ConnectorNbError, match="only an in-process session"):
         remote.serve()
+
+
+def test_secrets_in_connector_errors_stay_off_the_wire_and_the_server_log(tmp_path, caplog):
+    import logging
+
+    from connector_nb.errors import ConnectorCallError
+
+    class Leaky(FakeConnector):
+        async def create(self, task_template, output_prefix, inputs=None, **kwargs):
+            raise PermissionError(f"bad credentials: {inputs['db_password']}")
+
+    leaky = Leaky("leaky", input_types={"db_password": str})
+    caplog.set_level(logging.INFO, logger="connector_nb.server")
+    with Session(registry=ConnectorRegistry([leaky]), output_dir=str(tmp_path)) as local:
+        handle = local.serve(port=0)
+        try:
+            with Session(handle.target, output_dir=str(tmp_path)) as remote:
+                with pytest.raises(ConnectorCallError) as info:
+                    remote.launch("leaky", db_password="hunter2-very-secret")
+        finally:
+            handle.stop()
+    assert "bad credentials" in str(info.value) and "hunter2-very-secret" not in str(info.value)
+    assert "CreateTask" in caplog.text and "hunter2-very-secret" not in caplog.text
