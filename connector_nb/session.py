@@ -528,7 +528,19 @@ class Session:
     while cells run or block.
     """
 
-    def __init__(self, target: str | Transport | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        target: str | Transport | None = None,
+        *,
+        registry: ConnectorRegistry | None = None,
+        poll: PollPolicy | None = None,
+        journal: Journal | str | bool | None = None,
+        output_dir: str | None = None,
+        **transport_options: Any,
+    ) -> None:
+        """``target``: None for in-process, or ``grpc[s]://host:port``; ``transport_options`` go to the transport
+        (for gRPC: ``metadata``, ``root_certificates``, ``timeout``, ...)."""
+        options = dict(registry=registry, poll=poll, journal=journal, output_dir=output_dir, **transport_options)
         self._loop = ENGINE.acquire()
         try:
             self._async: AsyncSession = run_blocking(_make_async(target, options), self._loop)
