@@ -5,9 +5,8 @@ flytekit's local executor raises "another loop is running" here; these cells mus
 
 from __future__ import annotations
 
-import nbclient
-import nbformat
 import pytest
+from kernel_cells import execute_cells, stream_text
 
 CELLS = [
     "import asyncio\n"
@@ -43,10 +42,7 @@ CELLS = [
 
 @pytest.mark.kernel
 def test_session_in_a_real_kernel():
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    out = ["".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream") for cell in nb.cells]
+    out = [stream_text(cell) for cell in execute_cells(CELLS).cells]
     assert out[1].strip() == "awaited ['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED'] True"
     assert out[2].strip() == "waited SUCCEEDED"
     assert out[3].strip().splitlines() == ["async SUCCEEDED", "refused EngineError True"]

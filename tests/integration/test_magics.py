@@ -193,12 +193,8 @@ def test_connect_replaces_the_session(ip, capsys):
 # ---------------------------------------------------------------------------------------------- a real kernel
 
 NOTEBOOK_CELLS = [
-    # Until Run._repr_mimebundle_ lands in session.py, install the same one-liner here.
     "import time\n"
-    "from connector_nb import Run, Session\n"
-    "from connector_nb.ui.display import run_mimebundle\n"
-    "if not hasattr(Run, '_repr_mimebundle_'):\n"
-    "    Run._repr_mimebundle_ = lambda self, include=None, exclude=None: run_mimebundle(self, include, exclude)\n"
+    "from connector_nb import Session\n"
     "session = Session()\n"
     "run = session.launch('sleep', seconds=1.0)\n"
     "run",
@@ -212,15 +208,12 @@ NOTEBOOK_CELLS = [
 
 @pytest.mark.kernel
 def test_kernel_keeps_polling_while_a_cell_blocks():
-    import nbclient
-    import nbformat
+    from kernel_cells import execute_cells, stream_text
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in NOTEBOOK_CELLS]
-    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    nb = execute_cells(NOTEBOOK_CELLS, timeout=60)
     shown = next(o for o in nb.cells[0].outputs if o.output_type == "execute_result")
     assert {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(shown.data)
     assert "Run sleep-" in shown.data["text/plain"] and "cnb-phase-badge" in shown.data["text/html"]
-    during = "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    during = stream_text(nb.cells[1])
     assert int(during.split()[-1]) > 0  # get was called while the cell was blocked in time.sleep
-    assert "phase SUCCEEDED" in "".join(o.get("text", "") for o in nb.cells[2].outputs)
+    assert "phase SUCCEEDED" in stream_text(nb.cells[2])
