@@ -42,6 +42,7 @@ test-fast: venv
 
 lint: venv
 	$(PY) -m ruff check connector_nb tests benchmarks
+	$(PY) -m mypy --strict connector_nb
 
 bench: venv
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -64,3 +64,38 @@ class EngineError(ConnectorNbError, RuntimeError):
 
 class SessionClosedError(ConnectorNbError, RuntimeError):
     """The session was closed; create a new one."""
+
+
+class CreateOutcomeUnknownError(ConnectorNbError):
+    """``create`` may have reached the connector, but no answer came back: the job may exist.
+
+    It is never re-sent (that could start the job twice). The run stays findable under ``run_id``:
+    ``session.recover()`` lists it and ``session.reattach(run_id)`` or the connector's own console tells more.
+    """
+
+    def __init__(self, run_id: str, task_type: str, detail: str) -> None:
+        self.run_id = run_id
+        self.task_type = task_type
+        super().__init__(
+            f"create() for {task_type!r} may have reached the connector but gave no answer ({detail}); "
+            f"the job may exist. It was not re-sent. Run id {run_id!r} (its execution name) is journaled: "
+            "see session.recover()"
+        )
+
+
+class CallTimeoutError(ConnectorNbError, TimeoutError):
+    """A connector call did not finish within its deadline (``PollPolicy.call_timeout`` / ``create_timeout``)."""
+
+    def __init__(self, method: str, task_type: str, timeout: float) -> None:
+        self.method = method
+        self.task_type = task_type
+        self.timeout = timeout
+        super().__init__(f"connector for {task_type!r}: {method}() did not return within {timeout:g} s")
+
+
+class UnknownRunError(ConnectorNbError, LookupError):
+    """No run with this id in the session or its journal; the message lists recent ids."""
+
+
+class AuthError(ConnectorNbError, PermissionError):
+    """The connector service refused the call's credentials (UNAUTHENTICATED / PERMISSION_DENIED)."""
