@@ -75,7 +75,7 @@ def thread_cpu(name_or_ident: str | int | None) -> float:
 
 
 def ui_thread_id() -> int | None:
-    from connector_nb.ui._throttle import FLUSHER
+    from connector_nb.ui.render_scheduler import FLUSHER
 
     thread = FLUSHER._thread
     return thread.native_id if thread is not None else None

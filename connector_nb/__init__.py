@@ -19,12 +19,17 @@ _LAZY: dict[str, str] = {
     "ConnectorRegistry": "registry",
     "Session": "session",
     "AsyncSession": "session",
-    "Run": "session",
-    "Transition": "session",
+    "Run": "run",
+    "Transition": "run",
+    "WaitInterrupted": "run",
+    "Transport": "transports",
+    "LocalTransport": "transports",
+    "GrpcTransport": "transports",
+    "MockTransport": "transports",
     "PollPolicy": "polling",
     "task_template": "template",
     "serve": "server",
-    "progress": "ui.widgets",
+    "progress": "ui.progress",
     "ConnectorNbError": "errors",
     "UnknownTaskTypeError": "errors",
     "InputError": "errors",
@@ -32,6 +37,14 @@ _LAZY: dict[str, str] = {
     "ConnectorCallError": "errors",
     "PollingStoppedError": "errors",
     "ServiceUnavailableError": "errors",
+    "LiteralConversionError": "errors",
+    "NotSupportedError": "errors",
+    "EngineError": "errors",
+    "SessionClosedError": "errors",
+    "CreateOutcomeUnknownError": "errors",
+    "CallTimeoutError": "errors",
+    "UnknownRunError": "errors",
+    "AuthError": "errors",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -58,6 +71,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext connector_nb``: remove the magics."""
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)
@@ -66,17 +80,27 @@ def unload_ipython_extension(ipython: Any) -> None:
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily above
     from .connector import AsyncConnector, AsyncConnectorBase, Resource, ResourceMeta
     from .errors import (
+        AuthError,
+        CallTimeoutError,
         ConnectorCallError,
         ConnectorNbError,
+        CreateOutcomeUnknownError,
+        EngineError,
         InputError,
+        LiteralConversionError,
         MetadataError,
+        NotSupportedError,
         PollingStoppedError,
         ServiceUnavailableError,
+        SessionClosedError,
+        UnknownRunError,
         UnknownTaskTypeError,
     )
     from .polling import PollPolicy
     from .registry import ConnectorRegistry
+    from .run import Run, Transition, WaitInterrupted
     from .server import serve
-    from .session import AsyncSession, Run, Session, Transition
+    from .session import AsyncSession, Session
     from .template import task_template
-    from .ui.widgets import progress
+    from .transports import GrpcTransport, LocalTransport, MockTransport, Transport
+    from .ui.progress import progress

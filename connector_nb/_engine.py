@@ -10,7 +10,7 @@ import asyncio
 import concurrent.futures
 import functools
 import threading
-from typing import Any, Awaitable, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
+from typing import Any, Callable, Concatenate, Coroutine, Generic, ParamSpec, TypeVar
 
 from .errors import EngineError, SessionClosedError
 
@@ -127,7 +127,7 @@ async def await_on(coro: Coroutine[Any, Any, R], loop: asyncio.AbstractEventLoop
 
 
 def blocking(
-    fn: Callable[Concatenate[Any, P], Awaitable[R]], *, via: str | None = None
+    fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], *, via: str | None = None
 ) -> Callable[Concatenate[Any, P], R]:
     """Make the blocking twin of an async method.
 
@@ -135,10 +135,71 @@ def blocking(
     (``Session`` delegates to its ``AsyncSession`` this way).
     """
 
-    @functools.wraps(fn)
-    def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
         target = getattr(self, via) if via else self
-        return run_blocking(fn(target, *args, **kwargs), self._loop)  # type: ignore[arg-type]
+        return run_blocking(fn(target, *args, **kwargs), self._loop)
 
+    functools.update_wrapper(method, fn)
     method.__doc__ = f"Blocking form of ``{fn.__name__}``. " + (fn.__doc__ or "")
+    return method
+
+
+def bridged(fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]:
+    """Make the ``*_async`` form of a coroutine method: awaitable from any loop, run on the owner's ``_loop``.
+
+    The work never touches the caller's loop, so loop-bound state (events, gRPC channels) stays on one loop.
+    """
+
+    async def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await await_on(fn(self, *args, **kwargs), self._loop)
+
+    functools.update_wrapper(method, fn)
+    return method
+
+
+def dual(
+    fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], *, interrupted: str | None = None
+) -> Callable[Concatenate[Any, P], Any]:
+    """One method for sync and async callers (dask's ``SyncMethodMixin``).
+
+    Called on the owner's loop (``AsyncSession``, or code running on the engine), it returns the awaitable;
+    anywhere else it blocks and returns the result. With ``interrupted``, a KeyboardInterrupt while blocking
+    is handed to ``getattr(self, interrupted)(error, *args, **kwargs)``, which returns what to raise.
+    """
+
+    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+        coro = fn(self, *args, **kwargs)
+        if in_loop_thread(self._loop):
+            return coro
+        try:
+            return run_blocking(coro, self._loop)
+        except KeyboardInterrupt as e:
+            if interrupted is None:
+                raise
+            raise getattr(self, interrupted)(e, *args, **kwargs) from None
+
+    functools.update_wrapper(method, fn)
+    return method
+
+
+class Same(Generic[R]):
+    """A facade attribute that reads the same attribute of the object it wraps (``getattr(self, via)``)."""
+
+    def __init__(self, via: str) -> None:
+        self.via = via
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> R:
+        return getattr(getattr(obj, self.via), self.name)  # type: ignore[no-any-return]
+
+
+def same(fn: Callable[Concatenate[Any, P], R], *, via: str) -> Callable[Concatenate[Any, P], R]:
+    """A facade method that calls the same non-blocking method of the object it wraps."""
+
+    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return fn(getattr(self, via), *args, **kwargs)
+
+    functools.update_wrapper(method, fn)
     return method

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, ClassVar, Generic, Mapping, TypeVar
 
 from .errors import MetadataError
 
@@ -23,9 +23,23 @@ PHASES: dict[str, int] = {
     "INITIALIZING": 6, "WAITING_FOR_RESOURCES": 7, "RETRYABLE_FAILED": 8,
 }
 PHASE_NAMES: dict[int, str] = {v: k for k, v in PHASES.items()}
-TERMINAL_PHASES = frozenset({"SUCCEEDED", "FAILED", "ABORTED"})
-#: Phases that end polling: the terminal ones plus RETRYABLE_FAILED (surfaced, never spun on).
-FINAL_PHASES = TERMINAL_PHASES | {"RETRYABLE_FAILED"}
+#: The one "terminal" set: a run in one of these phases is finished. Polling ends, the run is no longer live
+#: (nothing to cancel) and the journal never reopens it. RETRYABLE_FAILED is in it: surfaced, never spun on.
+TERMINAL_PHASES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "RETRYABLE_FAILED"})
+#: Older name of :data:`TERMINAL_PHASES`, kept for code written against 0.1.
+FINAL_PHASES = TERMINAL_PHASES
+#: Progress order of phases, to flag a run that goes backwards (RUNNING -> QUEUED).
+_RANK = {"UNDEFINED": 0, "QUEUED": 1, "WAITING_FOR_RESOURCES": 1, "INITIALIZING": 2, "RUNNING": 3}
+
+
+def is_terminal(phase: str) -> bool:
+    """Whether ``phase`` ends a run (the one definition of "terminal"; "live" is its negation)."""
+    return phase in TERMINAL_PHASES
+
+
+def phase_rank(phase: str) -> int:
+    """How far along ``phase`` is: waiting < initializing < running < terminal."""
+    return _RANK.get(phase, 4)
 
 
 def phase_name(phase: int | str) -> str:
@@ -98,7 +112,8 @@ class Resource:
 
     @property
     def is_final(self) -> bool:
-        return self.phase in FINAL_PHASES
+        """Whether the phase is terminal (polling ends)."""
+        return is_terminal(self.phase)
 
     def to_flyte_idl(self, output_types: Mapping[str, Any] | None = None) -> agent_pb2.Resource:
         from flyteidl.admin import agent_pb2
@@ -129,11 +144,18 @@ class Resource:
         )
 
 
-class AsyncConnector:
-    """Base class of a connector. Subclass it and implement ``create``, ``get`` and ``delete``.
+#: The connector's own ResourceMeta subclass.
+M = TypeVar("M", bound=ResourceMeta)
 
-    Class attributes ``input_types``/``output_types`` (name -> Python type) and ``input_defaults``
-    describe the task interface; sessions and the launch panel use them to build and check templates.
+
+class AsyncConnector(Generic[M]):
+    """Base class of a connector: subclass ``AsyncConnector[YourMeta]`` and implement ``create``, ``get``, ``delete``.
+
+    The contract is Flyte's (flytekit's ``AsyncConnectorBase``, Flyte 2's ``AsyncConnector``). Each method may be
+    ``def`` (run in a worker thread, so blocking SDK calls never stall polling) or ``async def`` (awaited on the
+    engine loop). Class attributes ``input_types``/``output_types`` (name -> Python type) and ``input_defaults``
+    describe the task interface; sessions, the CLI and the launch panel build and check templates from them.
+    ``secrets`` names the secrets the connector needs; they arrive as keyword arguments.
     """
 
     name: ClassVar[str] = "Async Connector"
@@ -143,6 +165,7 @@ class AsyncConnector:
     input_types: ClassVar[Mapping[str, Any]] = {}
     output_types: ClassVar[Mapping[str, Any]] = {}
     input_defaults: ClassVar[Mapping[str, Any]] = {}
+    secrets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -151,7 +174,7 @@ class AsyncConnector:
         task_type_version: int | None = None,
         **kwargs: Any,
     ) -> None:
-        # flytekit style: super().__init__(task_type_name=..., metadata_type=...)
+        """Set the task type and metadata type, flytekit style: ``super().__init__(task_type_name=..., ...)``."""
         if task_type_name is not None:
             self.task_type_name = task_type_name
         if metadata_type is not None:
@@ -166,26 +189,38 @@ class AsyncConnector:
         task_template: tasks_pb2.TaskTemplate,
         output_prefix: str,
         inputs: dict[str, Any] | None = None,
-        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
         **kwargs: Any,
-    ) -> ResourceMeta:
+    ) -> M | Awaitable[M]:
+        """Start the external job and return its handle (an instance of ``metadata_type``).
+
+        ``task_execution_metadata`` arrives as a keyword: its execution name is the connector_nb run id, stable
+        across our retries, so a connector can deduplicate on it. Called at most once per run.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement create()")
 
-    def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
+    def get(self, resource_meta: M, **kwargs: Any) -> Resource | Awaitable[Resource]:
+        """Report the job's state: phase, message, log links, outputs once it succeeded."""
         raise NotImplementedError(f"{type(self).__name__} must implement get()")
 
-    def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
+    def delete(self, resource_meta: M, **kwargs: Any) -> Awaitable[None] | None:
+        """Cancel the job. Must be idempotent: deleting a finished or deleted job is not an error."""
         raise NotImplementedError(f"{type(self).__name__} must implement delete()")
 
-    def get_metrics(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+    def get_metrics(
+        self, resource_meta: M, **kwargs: Any
+    ) -> agent_pb2.GetTaskMetricsResponse | Awaitable[agent_pb2.GetTaskMetricsResponse]:
+        """Optional: Prometheus-style metric results (keywords ``queries``, ``start_time``, ``end_time``, ``step``)."""
         raise NotImplementedError(f"{type(self).__name__} has no metrics")
 
-    def get_logs(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskLogsResponse:
+    def get_logs(
+        self, resource_meta: M, **kwargs: Any
+    ) -> agent_pb2.GetTaskLogsResponse | Awaitable[agent_pb2.GetTaskLogsResponse] | AsyncIterator[Any]:
+        """Optional: log lines, one response or an async generator of them (keywords ``lines``, ``token``)."""
         raise NotImplementedError(f"{type(self).__name__} has no logs")
 
     def supports(self, method: str) -> bool:
         """Whether the subclass implements ``method`` (the optional ones are metrics and logs)."""
-        return getattr(type(self), method) is not getattr(AsyncConnector, method)
+        return bool(getattr(type(self), method) is not getattr(AsyncConnector, method))
 
     def task_template(self, custom: Mapping[str, Any] | None = None, name: str | None = None) -> tasks_pb2.TaskTemplate:
         """A TaskTemplate for this connector's task type, with its declared interface."""
@@ -200,10 +235,15 @@ class AsyncConnector:
         return f"<{type(self).__name__} {self.name!r} task_type={self.task_type_name!r} v{self.task_type_version}>"
 
 
-#: flytekit's name for the same base class (``super().__init__(task_type_name=..., metadata_type=...)`` works).
-AsyncConnectorBase = AsyncConnector
+class AsyncConnectorBase(AsyncConnector[Any]):
+    """flytekit's name for the base class: ``super().__init__(task_type_name=..., metadata_type=...)`` works.
+
+    It is ``AsyncConnector[Any]``, so flytekit-style subclasses type-check without a type parameter.
+    """
+
+
 
 __all__ = [
     "AsyncConnector", "AsyncConnectorBase", "ResourceMeta", "Resource", "PHASES", "TERMINAL_PHASES",
-    "FINAL_PHASES", "phase_name",
+    "FINAL_PHASES", "phase_name", "is_terminal", "phase_rank",
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
     import pandas as pd
     from flyteidl.admin import agent_pb2
 
-    from .session import Run, Transition
+    from .journal import Journal
+    from .run import Run, Transition
 
 METRIC_COLUMNS = ["metric", "timestamp", "value"]
 
@@ -47,8 +48,8 @@ def transitions_frame(transitions: Iterable[Transition], until: datetime | None 
     for i, t in enumerate(items):
         nxt = items[i + 1].at if i + 1 < len(items) else end
         rows.append({"phase": t.phase, "message": t.message, "at": t.at,
-                     "duration_s": max(0.0, (nxt - t.at).total_seconds())})
-    return pd.DataFrame(rows, columns=["phase", "message", "at", "duration_s"])
+                     "duration_s": max(0.0, (nxt - t.at).total_seconds()), "flag": t.flag})
+    return pd.DataFrame(rows, columns=["phase", "message", "at", "duration_s", "flag"])
 
 
 def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
@@ -73,3 +74,31 @@ def timelines_frame(runs: Iterable[Run]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["run_id", "task_type", "phase", "message", "at", "duration_s"])
     return pd.concat(frames, ignore_index=True)
+
+
+RECOVERY_COLUMNS = ["run_id", "task_type", "target", "age", "phase", "unknown_outcome", "started_at", "message"]
+
+
+def recovery_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Unfinished runs of earlier processes: id, task type, target, age, last phase, unknown-outcome flag."""
+    import pandas as pd
+
+    now = datetime.now(timezone.utc)
+    records = [{"run_id": r["run_id"], "task_type": r["task_type"], "target": r["target"],
+                "age": now - r["started_at"], "phase": r["phase"], "unknown_outcome": bool(r["unknown_outcome"]),
+                "started_at": r["started_at"], "message": r["message"]} for r in rows]
+    return pd.DataFrame(records, columns=RECOVERY_COLUMNS)
+
+
+def with_history(frame: pd.DataFrame, journal: Journal) -> pd.DataFrame:
+    """``frame`` (runs in memory) plus the journal's runs that are no longer in memory, newest first."""
+    import pandas as pd
+
+    old = journal.frame()
+    old = old[~old["run_id"].isin(frame["run_id"])]
+    old = old.rename(columns={"started_at": "started"})
+    old["duration_s"] = (old["ended_at"] - old["started"]).dt.total_seconds() if len(old) else []
+    old["get_calls"] = None
+    columns = list(frame.columns)
+    merged = pd.concat([frame, old[[c for c in columns if c in old.columns]]], ignore_index=True)
+    return merged.sort_values("started", ascending=False, kind="stable").reset_index(drop=True)

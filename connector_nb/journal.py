@@ -18,7 +18,7 @@ from .secrets import is_secret_name, redact
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .session import Run
+    from .run import Run
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -84,7 +84,7 @@ class ConnectorMagics(Magics):
 
     def resolve_run(self, token: str) -> Run:
         """A run id, or the name of a variable holding a Run."""
-        from .session import Run
+        from .run import Run
 
         value = self.shell.user_ns.get(token)
         if isinstance(value, Run):

@@ -36,8 +36,8 @@ class ConnectorRegistry:
     _default: ClassVar[ConnectorRegistry | None] = None
     _default_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, connectors: Iterable[AsyncConnector | type[AsyncConnector]] = ()) -> None:
-        self._connectors: dict[tuple[str, int], AsyncConnector] = {}
+    def __init__(self, connectors: Iterable[AsyncConnector[Any] | type[AsyncConnector[Any]]] = ()) -> None:
+        self._connectors: dict[tuple[str, int], AsyncConnector[Any]] = {}
         for connector in connectors:
             self.register(connector)
 
@@ -52,7 +52,9 @@ class ConnectorRegistry:
             return cls._default
 
     @_hybridmethod
-    def register(self, connector: AsyncConnector | type[AsyncConnector], override: bool = False) -> AsyncConnector:
+    def register(
+        self, connector: AsyncConnector[Any] | type[AsyncConnector[Any]], override: bool = False
+    ) -> AsyncConnector[Any]:
         """Add a connector (instance or class). Re-defining the same class (a re-run notebook cell) replaces it."""
         instance = _validated(connector)
         key = (instance.task_type_name, int(instance.task_type_version))
@@ -69,7 +71,7 @@ class ConnectorRegistry:
         return instance
 
     @_hybridmethod
-    def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector:
+    def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector[Any]:
         """The connector for a task type; raises :class:`UnknownTaskTypeError` listing what is registered."""
         try:
             return self._connectors[(task_type_name, int(task_type_version))]
@@ -77,7 +79,7 @@ class ConnectorRegistry:
             raise UnknownTaskTypeError(task_type_name, int(task_type_version), self.describe()) from None
 
     @_hybridmethod
-    def list_connectors(self) -> list[AsyncConnector]:
+    def list_connectors(self) -> list[AsyncConnector[Any]]:
         return list(self._connectors.values())
 
     @_hybridmethod
@@ -97,7 +99,7 @@ class ConnectorRegistry:
             except Exception as e:  # one broken plugin must not hide the others
                 log.warning("could not load connector entry point %r: %s", ep.name, e)
 
-    def register_module(self, module: types.ModuleType) -> list[AsyncConnector]:
+    def register_module(self, module: types.ModuleType) -> list[AsyncConnector[Any]]:
         """Register every connector instance, and every concrete AsyncConnector subclass, defined in a module."""
         found = []
         for value in vars(module).values():
@@ -128,10 +130,10 @@ class ConnectorRegistry:
         return f"<ConnectorRegistry {', '.join(self.describe()) or 'empty'}>"
 
 
-def _validated(connector: AsyncConnector | type[AsyncConnector]) -> AsyncConnector:
+def _validated(connector: AsyncConnector[Any] | type[AsyncConnector[Any]]) -> AsyncConnector[Any]:
     instance = connector() if isinstance(connector, type) else connector
     if not isinstance(instance, AsyncConnector):
-        raise TypeError(f"expected an AsyncConnector (class or instance), got {type(connector).__name__}")
+        raise TypeError(f"expected an AsyncConnector[Any] (class or instance), got {type(connector).__name__}")
     if not instance.task_type_name:
         raise ConnectorNbError(f"{type(instance).__name__} has no task_type_name")
     if not (isinstance(instance.metadata_type, type) and issubclass(instance.metadata_type, ResourceMeta)):
@@ -142,6 +144,6 @@ def _validated(connector: AsyncConnector | type[AsyncConnector]) -> AsyncConnect
     return instance
 
 
-def _same_definition(a: AsyncConnector, b: AsyncConnector) -> bool:
+def _same_definition(a: AsyncConnector[Any], b: AsyncConnector[Any]) -> bool:
     ta, tb = type(a), type(b)
     return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)

@@ -1,351 +1,50 @@
-"""Sessions and runs: launch connector tasks, auto-poll ``get``, record every transition.
+"""Sessions: ``AsyncSession`` launches connector tasks and tracks their runs; ``Session`` is its blocking facade.
 
-``AsyncSession`` is the async session object; ``Session`` is its blocking facade, living on the
-process-wide engine loop (see ``_engine``) so it is safe inside a running Jupyter loop.
+``AsyncSession`` lives on the loop that made it. ``Session`` makes one on the process-wide engine loop
+(see ``_engine``), so it is safe inside a running Jupyter loop and polling goes on while cells block.
+Launches are journaled before ``create`` (see ``journal``), so no job is lost when a kernel dies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import concurrent.futures
 import os
+import shutil
 import tempfile
-import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Mapping
+from collections import deque
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Mapping, TypeVar
 
-from ._engine import ENGINE, await_on, blocking, run_blocking
-from .connector import FINAL_PHASES, TERMINAL_PHASES, Resource
-from .errors import ConnectorNbError, EngineError, PollingStoppedError, SessionClosedError
-from .polling import PollPolicy
+from ._engine import ENGINE, Same, await_on, blocking, run_blocking, same
+from .errors import (
+    CallTimeoutError,
+    ConnectorNbError,
+    CreateOutcomeUnknownError,
+    EngineError,
+    SessionClosedError,
+)
+from .polling import PollPolicy, with_deadline
+from .run import Observable, Observer, Run, Transition, counts_text, phase_counts, utcnow
 from .secrets import mask_error
 from .transports import ConnectorInfo, TaskCategory, Transport, make_transport
 
 if TYPE_CHECKING:
     import pandas as pd
     from flyteidl.admin import agent_pb2
-    from flyteidl.core import tasks_pb2
+    from flyteidl.core import literals_pb2, tasks_pb2
 
     from .journal import Journal
-    from .logs import Logs
     from .registry import ConnectorRegistry
 
-log = logging.getLogger(__name__)
-Observer = Callable[["Run"], None]
+T = TypeVar("T")
+#: Finished runs kept in memory per session by default; older ones stay in the journal only.
+RETAIN = 1000
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A recorded change of a run: its phase and message at a time, with links and custom info."""
-
-    phase: str
-    message: str
-    at: datetime
-    log_links: tuple[Any, ...] = ()
-    custom_info: dict[str, Any] | None = None
-    #: The raw Resource, kept for step-mode polls (each one is shown in the timeline).
-    resource: Resource | None = field(default=None, repr=False, compare=False)
-
-
-class _Observable:
-    """Callbacks ``callback(run)`` called on the engine thread after every change of a run."""
-
-    _observers: list[Observer]
-
-    def on_change(self, callback: Observer) -> Callable[[], None]:
-        """Subscribe ``callback(run)``; returns a function that unsubscribes it."""
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback) if callback in self._observers else None
-
-
-class Run(_Observable):
-    """One launched task: its phase, transitions, latest resource and outputs, kept live by polling."""
-
-    def __init__(
-        self,
-        session: AsyncSession,
-        category: TaskCategory,
-        template: tasks_pb2.TaskTemplate,
-        inputs: dict[str, Any],
-        resource_meta: bytes,
-        output_prefix: str,
-        policy: PollPolicy,
-        autopoll: bool = True,
-        run_id: str | None = None,
-    ) -> None:
-        self.session = session
-        self.category = category
-        self.template = template
-        self.inputs = inputs
-        self.resource_meta = resource_meta
-        self.output_prefix = output_prefix
-        self.policy = policy
-        self.autopoll = autopoll
-        self.run_id = run_id or f"{category.name}-{uuid.uuid4().hex[:6]}"
-        self.started_at = _now()
-        self.ended_at: datetime | None = None
-        self.resource: Resource | None = None
-        self.transitions: list[Transition] = []
-        self.get_calls = 0
-        #: The last exception from the connector or transport (kept for ``%debug``); None when healthy.
-        self.error: BaseException | None = None
-        self.polling_error: PollingStoppedError | None = None
-        self._loop = session._loop
-        self._started = time.monotonic()
-        self._done = asyncio.Event()
-        self._observers: list[Observer] = []
-        self._poller: asyncio.Task[None] | None = None
-        self._outputs: dict[str, Any] | None = None
-        self._record(Resource(phase="QUEUED", message="created"))
-
-    # -- state -----------------------------------------------------------------------------------
-    @property
-    def task_type(self) -> str:
-        return self.category.name
-
-    @property
-    def version(self) -> int:
-        return self.category.version
-
-    @property
-    def phase(self) -> str:
-        return self.transitions[-1].phase
-
-    @property
-    def message(self) -> str:
-        return self.resource.message if self.resource is not None else self.transitions[-1].message
-
-    @property
-    def done(self) -> bool:
-        """Whether polling has ended: a final phase, or too many consecutive ``get`` errors."""
-        return self._done.is_set()
-
-    @property
-    def elapsed(self) -> float:
-        end = self.ended_at or _now()
-        return (end - self.started_at).total_seconds()
-
-    @property
-    def log_links(self) -> list[Any]:
-        return list(self.resource.log_links) if self.resource is not None else []
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        """Outputs as Python values; structured datasets become DataFrames. Empty until there are any."""
-        if self._outputs is None and self.resource is not None and self.resource.outputs is not None:
-            self._outputs = _python_outputs(self.resource.outputs, self.template)
-        return dict(self._outputs or {})
-
-    def summary(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "task_type": self.task_type, "phase": self.phase,
-                "started": self.started_at, "duration_s": round(self.elapsed, 3),
-                "get_calls": self.get_calls, "message": self.message}
-
-    def timeline(self) -> pd.DataFrame:
-        """Transitions as a DataFrame: phase, message, at, duration_s."""
-        from .frames import transitions_frame
-
-        return transitions_frame(self.transitions, until=self.ended_at)
-
-    # -- async API -------------------------------------------------------------------------------
-    async def wait_async(self, timeout: float | None = None) -> Resource:
-        """Wait until polling ends; return the final Resource (raises if polling stopped on errors)."""
-        if not self.done and self._poller is None:
-            raise EngineError(f"run {self.run_id} is in step mode (autopoll=False): call refresh() or resume()")
-        try:
-            await asyncio.wait_for(self._done.wait(), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"run {self.run_id} is still {self.phase} after {timeout} s") from None
-        if self.polling_error is not None:
-            raise self.polling_error
-        assert self.resource is not None
-        return self.resource
-
-    async def refresh_async(self) -> Resource:
-        """Call ``get`` once now and record the result."""
-        resource = await self.session.transport.get(self.category, self.resource_meta, self.output_prefix)
-        self.get_calls += 1
-        self.error = None
-        self._apply(resource, step=not self.autopoll)
-        return resource
-
-    async def cancel_async(self) -> None:
-        """Call ``delete`` and mark the run ABORTED. Idempotent: a finished run is left as it is."""
-        if self.phase in TERMINAL_PHASES:
-            return
-        self._stop_poller()
-        try:
-            await self.session.transport.delete(self.category, self.resource_meta)
-        except Exception as e:
-            self.error = e
-            self._notify()
-            if self.autopoll:
-                self._start_poller()  # the job may still be running: keep watching it
-            raise
-        self._apply(Resource(phase="ABORTED", message="cancelled (delete called)"))
-
-    async def metrics_async(
-        self, queries: Iterable[str] = (), start: datetime | None = None, end: datetime | None = None,
-        step: Any = None,
-    ) -> pd.DataFrame:
-        """Metrics as a tidy DataFrame: metric, timestamp, value, one column per label."""
-        from .frames import metrics_frame
-
-        response = await self.session.transport.get_metrics(
-            self.category, self.resource_meta, tuple(queries), start, end, step
-        )
-        return metrics_frame(response)
-
-    async def logs_async(self, lines: int = 0) -> Logs:
-        """All log lines, following continuation tokens."""
-        from .logs import collect_logs
-
-        return await collect_logs(self.session.transport, self.category, self.resource_meta, lines)
-
-    def resume(self) -> None:
-        """Start (or restart) auto-polling, e.g. after step mode or after polling stopped on errors."""
-        if self.phase not in FINAL_PHASES:
-            # asyncio.Event is not thread-safe: change the run's state on its loop.
-            self._loop.call_soon_threadsafe(self._resume)
-
-    def _resume(self) -> None:
-        self.autopoll = True
-        self.polling_error = None
-        self._done.clear()
-        self._start_poller()
-
-    def debug(self) -> None:
-        """Open the post-mortem debugger on the connector's last exception (what ``%debug`` would show)."""
-        if self.error is None:
-            raise ConnectorNbError(f"run {self.run_id} has no error to debug")
-        cause = getattr(self.error, "original", None) or self.error.__cause__ or self.error
-        import pdb
-
-        pdb.post_mortem(cause.__traceback__)
-
-    def __await__(self) -> Generator[Any, None, Resource]:
-        return await_on(self.wait_async(), self._loop).__await__()
-
-    wait = blocking(wait_async)
-    refresh = blocking(refresh_async)
-    cancel = blocking(cancel_async)
-    metrics = blocking(metrics_async)
-    logs = blocking(logs_async)
-
-    # -- polling ---------------------------------------------------------------------------------
-    def _start_poller(self) -> None:
-        if self._poller is None and not self.done:
-            self._poller = self._loop.create_task(self._poll(), name=f"poll {self.run_id}")
-
-    def _stop_poller(self) -> None:
-        if self._poller is not None and self._poller is not asyncio.current_task():
-            self._poller.cancel()
-        self._poller = None
-
-    async def _poll(self) -> None:
-        interval: float | None = None
-        errors = 0
-        while not self.done:
-            if errors:
-                delay = self.policy.backoff(errors)
-            else:
-                interval = self.policy.next_interval(interval)
-                delay = self.policy.jittered(interval)
-            if await self._timed_out(delay):
-                return
-            await asyncio.sleep(delay)
-            try:
-                await self.refresh_async()
-                errors = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                errors += 1
-                self._get_failed(e, errors)
-
-    async def _timed_out(self, delay: float) -> bool:
-        timeout = self.policy.timeout
-        if timeout is None or time.monotonic() - self._started + delay < timeout:
-            return False
-        await asyncio.sleep(max(0.0, timeout - (time.monotonic() - self._started)))
-        self._poller = None
-        try:
-            await self.session.transport.delete(self.category, self.resource_meta)
-        except Exception as e:  # still mark it: the user asked for a bound on this run
-            self.error = e
-        self._apply(Resource(phase="ABORTED", message=f"timed out after {timeout:g} s (PollPolicy.timeout)"))
-        return True
-
-    def _get_failed(self, error: Exception, count: int) -> None:
-        self.error = mask_error(error, self.inputs)
-        log.debug("get failed for %s (%d in a row): %s", self.run_id, count, error)
-        if count >= self.policy.max_get_errors:
-            self.polling_error = PollingStoppedError(
-                f"polling of run {self.run_id} stopped after {count} consecutive get errors; last: {error}. "
-                "The job may still be running: call run.resume() to poll again"
-            )
-            self.polling_error.__cause__ = error
-            self._poller = None
-            self._finish()
-        else:
-            self._notify()
-
-    # -- recording -------------------------------------------------------------------------------
-    def _apply(self, resource: Resource, step: bool = False) -> None:
-        self.resource = resource
-        self._outputs = None
-        self._record(resource, step=step)
-        if resource.phase in FINAL_PHASES:
-            self._stop_poller()
-            self._finish()
-        else:
-            self._notify()
-
-    def _record(self, resource: Resource, step: bool = False) -> None:
-        """A transition on each phase change; in step mode on every poll, with its raw Resource."""
-        if step or not self.transitions or self.transitions[-1].phase != resource.phase:
-            self.transitions.append(Transition(
-                resource.phase, resource.message, _now(), tuple(resource.log_links), resource.custom_info,
-                resource if step else None,
-            ))
-
-    def _finish(self) -> None:
-        if self.ended_at is None:
-            self.ended_at = _now()
-        self._done.set()
-        self._notify()
-
-    def _notify(self) -> None:
-        for callback in [*self._observers, *self.session._observers]:
-            try:
-                callback(self)
-            except Exception:  # a broken observer must not stop polling
-                log.exception("run observer %r failed", callback)
-
-    # -- display ---------------------------------------------------------------------------------
-    def __repr__(self) -> str:
-        return f"<Run {self.run_id} {self.task_type} {self.phase} {self.elapsed:.1f}s get_calls={self.get_calls}>"
-
-    def _repr_html_(self) -> str:
-        from .ui.reprs import run_html
-
-        return run_html(self)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """A live RunView in a widget frontend, with text/html and text/plain fallbacks everywhere else."""
-        from .ui.display import run_mimebundle
-
-        return run_mimebundle(self, include, exclude)
-
-
-class AsyncSession(_Observable):
-    """Launches connector tasks and polls them. All methods are coroutines on one asyncio loop."""
+class AsyncSession(Observable):
+    """Launches connector tasks and polls them. All methods are coroutines on the loop that made it."""
 
     def __init__(
         self,
@@ -355,20 +54,26 @@ class AsyncSession(_Observable):
         poll: PollPolicy | None = None,
         journal: Journal | str | bool | None = None,
         output_dir: str | None = None,
+        retain: int = RETAIN,
         **transport_options: Any,
     ) -> None:
+        """``target``: None for in-process, or ``grpc[s]://host:port``; ``journal=False`` turns the journal off."""
+        self._loop: asyncio.AbstractEventLoop = _running_loop()
         self.transport = make_transport(target, registry, **transport_options)
-        self.registry = getattr(self.transport, "registry", registry)
+        self.registry = self.transport.registry
         self.target = self.transport.target
         self.poll = poll or PollPolicy()
-        self.output_dir = output_dir or tempfile.mkdtemp(prefix="connector-nb-")
-        self.runs: list[Run] = []
+        self.retain = retain
+        #: The session the user holds (the ``Session`` facade when there is one); runs report it.
+        self.public: Session | AsyncSession = self
+        self.journal = _open_journal(journal)
+        self._output_dir, self._scratch = output_dir, output_dir is None
         self._by_id: dict[str, Run] = {}
+        self._finished: deque[str] = deque()
         self._observers: list[Observer] = []
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop = _running_loop_or_new()
-        self.journal = _open_journal(journal)
 
+    # -- launching -------------------------------------------------------------------------------
     async def launch(
         self,
         task: str | tasks_pb2.TaskTemplate,
@@ -385,28 +90,54 @@ class AsyncSession(_Observable):
         """Create the task, return its Run once ``create`` has returned, then keep polling ``get``.
 
         ``task`` is a task type name or a TaskTemplate. Extra keyword arguments are inputs, so
-        ``launch("sleep", seconds=2)`` works. Raises if the inputs do not match or ``create`` fails.
+        ``launch("sleep", seconds=2)`` works. Raises if the inputs do not match or ``create`` fails;
+        :class:`CreateOutcomeUnknownError` if the job may exist but no answer came (it is never re-sent).
         """
         self._check_open()
         values = {**(inputs or {}), **kwargs}
         category, template, defaults = await self._resolve(task, version, custom, values)
-        from .template import bind_inputs
+        from .template import bind_inputs, execution_metadata
 
         literals = bind_inputs(template, values, defaults)
-        run_id = f"{category.name}-{uuid.uuid4().hex[:6]}"
+        policy = poll or self.poll
+        run_id = self.new_run_id(category.name)
         prefix = output_prefix or os.path.join(self.output_dir, run_id)
-        try:
-            meta = await self.transport.create(
-                template, literals, prefix, task_execution_metadata or _execution_metadata(template, run_id)
-            )
-        except Exception as e:
-            raise mask_error(e, values)  # noqa: B904 (the chain is kept, masked)
-        run = Run(self, category, template, {**defaults, **values}, meta, prefix, poll or self.poll,
-                  autopoll, run_id)
+        all_inputs = {**defaults, **values}
+        metadata = execution_metadata(template, run_id, task_execution_metadata)
+        if self.journal is not None:
+            self.journal.intent(run_id=run_id, task_type=category.name, version=category.version,
+                                target=self.target, inputs=all_inputs, template=template.SerializeToString(),
+                                output_prefix=prefix, started_at=utcnow())
+        meta = await self._create(run_id, category, template, literals, prefix, metadata, policy, all_inputs)
+        run = Run(self, category, template, all_inputs, meta, prefix, policy, autopoll, run_id)
         self._add(run)
         if autopoll:
             run._start_poller()
         return run
+
+    async def _create(
+        self, run_id: str, category: TaskCategory, template: tasks_pb2.TaskTemplate,
+        literals: literals_pb2.LiteralMap, prefix: str, metadata: agent_pb2.TaskExecutionMetadata,
+        policy: PollPolicy, values: Mapping[str, Any],
+    ) -> bytes:
+        """Call ``create`` once, within its deadline, and journal what became of it."""
+        try:
+            call = self.transport.create(template, literals, prefix, metadata)
+            meta = await with_deadline(call, policy.create_timeout, "create", category.name)
+        except (CallTimeoutError, CreateOutcomeUnknownError) as e:
+            unknown = e if isinstance(e, CreateOutcomeUnknownError) else \
+                CreateOutcomeUnknownError(run_id, category.name, str(e))
+            if self.journal is not None:
+                self.journal.outcome_unknown(run_id, str(mask_error(unknown, values)))
+            raise mask_error(unknown, values) from e
+        except Exception as e:
+            masked = mask_error(e, values)
+            if self.journal is not None:
+                self.journal.create_failed(run_id, str(masked))
+            raise masked  # noqa: B904 (the chain is kept, masked)
+        if self.journal is not None:
+            self.journal.created(run_id, meta)
+        return meta
 
     async def launch_many(
         self, task: str | tasks_pb2.TaskTemplate, inputs: Iterable[Mapping[str, Any]], **options: Any
@@ -416,68 +147,119 @@ class AsyncSession(_Observable):
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
-        return list(results)  # type: ignore[arg-type]
+        return [r for r in results if isinstance(r, Run)]
 
-    async def reattach(self, run_id: str, *, poll: PollPolicy | None = None) -> Run:
-        """Track again a run recorded in this session's journal (e.g. after a kernel restart)."""
-        from flyteidl.core import tasks_pb2
-
-        if self.journal is None:
-            raise ConnectorNbError("reattach needs a journal: Session(journal=True) or journal='path.sqlite3'")
-        row = self.journal.get(run_id)
-        if row["resource_meta"] is None:
-            raise ConnectorNbError(f"run {run_id!r} has no stored resource metadata (it carried a secret)")
-        template = tasks_pb2.TaskTemplate.FromString(row["template"])
-        run = Run(self, TaskCategory(row["task_type"], row["version"]), template, {}, row["resource_meta"],
-                  row["output_prefix"], poll or self.poll, True, run_id)
-        self._add(run)
-        run._start_poller()
-        return run
-
-    async def connectors(self) -> list[ConnectorInfo]:
+    async def connectors(self, /) -> list[ConnectorInfo]:
         """What the target offers: name, task type, version."""
         return await self.transport.connectors()
 
-    def get_run(self, run_id: str | Run) -> Run:
+    # -- recovery --------------------------------------------------------------------------------
+    def recover(self, /) -> pd.DataFrame:
+        """Runs that earlier processes left unfinished (from the journal): id, task type, target, age, phase."""
+        from .frames import recovery_frame
+
+        rows = self._need_journal("recover").unfinished(exclude_pid=os.getpid())
+        return recovery_frame([r for r in rows if r["run_id"] not in self._by_id])
+
+    async def reattach(self, /, run_id: str, *, poll: PollPolicy | None = None) -> Run:
+        """Track again a run from the journal (e.g. after a kernel died); the same Run if already tracked."""
+        if run_id in self._by_id:
+            return self._by_id[run_id]
+        row = self._need_journal("reattach").get(run_id)
+        if row["resource_meta"] is None:
+            raise ConnectorNbError(_why_not_reattachable(row))
+        from flyteidl.core import tasks_pb2
+
+        history = [Transition(t["phase"], t["message"], datetime.fromisoformat(t["at"]), flag=t.get("flag", ""))
+                   for t in row["transitions"]]
+        run = Run(self, TaskCategory(row["task_type"], row["version"]), tasks_pb2.TaskTemplate.FromString(row["template"]),
+                  dict(row["inputs"]), row["resource_meta"], row["output_prefix"] or "", poll or self.poll, True,
+                  run_id, started_at=row["started_at"], history=history)
+        run._journaled = len(history)
+        self._add(run, journaled=True)
+        if run.live:
+            run._start_poller()
+        return run
+
+    async def reattach_all(self, /, *, poll: PollPolicy | None = None) -> list[Run]:
+        """Reattach every run ``recover()`` lists that has a handle to poll; returns them."""
+        rows = self._need_journal("reattach").unfinished(exclude_pid=os.getpid())
+        return [await self.reattach(r["run_id"], poll=poll) for r in rows if r["resource_meta"] is not None]
+
+    # -- runs ------------------------------------------------------------------------------------
+    @property
+    def runs(self) -> list[Run]:
+        """The runs this session tracks: every live one, and the last ``retain`` finished ones."""
+        return list(self._by_id.values())
+
+    def get_run(self, /, run_id: str | Run) -> Run:
+        """The run with this id (or the run itself); an unknown id lists the recent ones."""
         if isinstance(run_id, Run):
             return run_id
         try:
             return self._by_id[run_id]
         except KeyError:
-            known = ", ".join(list(self._by_id)[-5:]) or "none yet"
-            raise KeyError(f"no run {run_id!r} in this session; recent runs: {known}") from None
+            from .errors import UnknownRunError
 
-    def runs_frame(self) -> pd.DataFrame:
+            known = ", ".join(list(self._by_id)[-5:]) or "none yet"
+            raise UnknownRunError(f"no run {run_id!r} in this session; recent runs: {known}") from None
+
+    def runs_frame(self, /, history: bool = False) -> pd.DataFrame:
+        """One row per run; ``history=True`` adds finished runs that only the journal still holds."""
         from .frames import runs_frame
 
-        return runs_frame(self.runs)
+        frame = runs_frame(self.runs)
+        if history and self.journal is not None:
+            from .frames import with_history
 
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for run in self.runs:
-            counts[run.phase] = counts.get(run.phase, 0) + 1
-        return counts
+            frame = with_history(frame, self.journal)
+        return frame
 
+    def counts(self, /) -> dict[str, int]:
+        """Number of tracked runs per phase."""
+        return phase_counts(self._by_id.values())
 
-    async def cancel_all(self) -> list[Run]:
-        """Cancel every run that is not finished; returns them. Errors are kept on each run."""
-        live = [r for r in self.runs if r.phase not in TERMINAL_PHASES]
-        await asyncio.gather(*(r.cancel_async() for r in live), return_exceptions=True)
+    def new_run_id(self, /, task_type: str) -> str:
+        """A fresh run id; it travels as the execution name so idempotent connectors can deduplicate."""
+        return f"{task_type}-{uuid.uuid4().hex[:12]}"
+
+    def submit(
+        self, coro: Coroutine[Any, Any, T], callback: Callable[[concurrent.futures.Future[T]], None] | None = None
+    ) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on this session's loop from any thread; ``callback(future)`` is called when it ends."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        if callback is not None:
+            future.add_done_callback(callback)
+        return future
+
+    @property
+    def output_dir(self) -> str:
+        """Where runs write outputs by default: a scratch folder made on first use, removed on close."""
+        if self._output_dir is None:
+            self._output_dir = tempfile.mkdtemp(prefix="connector-nb-")
+        return self._output_dir
+
+    # -- ending ----------------------------------------------------------------------------------
+    async def cancel_all(self, /, timeout: float | None = None) -> list[Run]:
+        """Cancel every live run (``delete`` within ``timeout`` s each); errors are kept on each run."""
+        live = [r for r in self._by_id.values() if r.live]
+        await asyncio.gather(*(r.cancel_async(timeout) for r in live), return_exceptions=True)
         return live
 
-    async def close(self, cancel_running: bool = False) -> None:
-        """Stop polling (and cancel unfinished runs if asked), then release the transport."""
+    async def close(self, /, cancel_running: bool = False, timeout: float | None = None) -> None:
+        """Stop polling (cancelling live runs first if asked, within ``timeout``), release the transport."""
         if self._closed:
             return
         if cancel_running:
-            await self.cancel_all()
+            await self.cancel_all(timeout)
         self._closed = True
-        for run in self.runs:
+        for run in self._by_id.values():
             run._stop_poller()
         await asyncio.sleep(0)  # let cancelled pollers unwind
         await self.transport.aclose()
         if self.journal is not None:
             self.journal.close()
+        self._remove_scratch()
 
     async def __aenter__(self) -> AsyncSession:
         return self
@@ -487,45 +269,91 @@ class AsyncSession(_Observable):
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called."""
         return self._closed
 
+    # -- plumbing --------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError("this session is closed; create a new one")
 
-    def _add(self, run: Run) -> None:
-        self.runs.append(run)
+    def _need_journal(self, what: str) -> Journal:
+        if self.journal is None:
+            raise ConnectorNbError(f"{what} needs the journal, which this session has turned off (journal=False)")
+        return self.journal
+
+    def _add(self, run: Run, journaled: bool = False) -> None:
         self._by_id[run.run_id] = run
         if self.journal is not None:
-            run.on_change(self.journal.record)
-            self.journal.record(run)
+            if not journaled:
+                run._journaled = 1  # the intent row stands for "created"
+            run.on_change(self._journal_run)
+        run.on_change(self._retire)
         run._notify()
+
+    def _journal_run(self, run: Run) -> None:
+        """Append the transitions the journal has not seen (it ignores any after a terminal one)."""
+        assert self.journal is not None
+        for t in run.transitions[run._journaled:]:
+            self.journal.transition(run.run_id, t.phase, t.message, t.at, t.flag)
+        run._journaled = len(run.transitions)
+
+    def _retire(self, run: Run) -> None:
+        """Keep at most ``retain`` finished runs in memory (the journal keeps them all)."""
+        if not run.done or run.run_id in self._finished:
+            return
+        self._finished.append(run.run_id)
+        while len(self._finished) > self.retain:
+            old = self._by_id.pop(self._finished.popleft(), None)
+            if old is not None:
+                old._observers.clear()
+
+    def _remove_scratch(self) -> None:
+        """Remove the scratch folder unless an output of a tracked run points into it."""
+        path = self._output_dir
+        if not self._scratch or path is None or not os.path.isdir(path):
+            return
+        for run in self._by_id.values():
+            outputs = run.resource.outputs if run.resource is not None else None
+            if outputs is not None and path in str(outputs):
+                return
+        shutil.rmtree(path, ignore_errors=True)
 
     async def _resolve(
         self, task: str | tasks_pb2.TaskTemplate, version: int, custom: Mapping[str, Any] | None,
         values: Mapping[str, Any],
     ) -> tuple[TaskCategory, tasks_pb2.TaskTemplate, dict[str, Any]]:
-        from .template import with_inferred_interface
+        from .template import with_custom, with_inferred_interface
 
         if not isinstance(task, str):
-            template = _with_custom(task, custom)
+            template = with_custom(task, custom)
             return TaskCategory(template.type, template.task_type_version), template, {}
         category = TaskCategory(task, version)
-        template = await self.transport.task_template(category, dict(custom) if custom else None)
-        if template is None:  # remote targets publish no interface: infer it from the values
-            template = with_inferred_interface(task, dict(values), custom=custom, version=version)
-        defaults = getattr(self.transport, "input_defaults", lambda _c: {})(category)
-        return category, template, defaults
+        found = await self.transport.task_template(category, dict(custom) if custom else None)
+        # Remote targets publish no interface: infer it from the values.
+        template = found or with_inferred_interface(task, dict(values), custom=custom, version=version)
+        return category, template, self.transport.input_defaults(category)
 
-    def __repr__(self) -> str:
-        return f"<AsyncSession {self.target} runs={len(self.runs)} {_counts_text(self.counts())}>"
+    def __repr__(self, /) -> str:
+        return f"<{type(self.public).__name__} {self.target} runs={len(self._by_id)} {counts_text(self.counts())}>"
+
+    def _repr_html_(self, /) -> str:
+        from ._display import repr_html
+
+        return repr_html(self.public)
+
+    def _repr_mimebundle_(self, /, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """A live Dashboard in a widget frontend, with text/html and text/plain fallbacks everywhere else."""
+        from ._display import repr_mimebundle
+
+        return repr_mimebundle(self.public, include, exclude)
 
 
 class Session:
     """Blocking facade of an :class:`AsyncSession` running on the engine loop thread.
 
     Safe to use inside a running Jupyter loop: work happens on the engine thread, so polling goes on
-    while cells run or block.
+    while cells run or block. Every method below is its AsyncSession's, made blocking or passed through.
     """
 
     def __init__(
@@ -536,79 +364,72 @@ class Session:
         poll: PollPolicy | None = None,
         journal: Journal | str | bool | None = None,
         output_dir: str | None = None,
+        retain: int = RETAIN,
         **transport_options: Any,
     ) -> None:
         """``target``: None for in-process, or ``grpc[s]://host:port``; ``transport_options`` go to the transport
-        (for gRPC: ``metadata``, ``root_certificates``, ``timeout``, ...)."""
-        options = dict(registry=registry, poll=poll, journal=journal, output_dir=output_dir, **transport_options)
+        (for gRPC: ``metadata``, ``token``, ``protocol``, ``root_certificates``, ``timeout``, ...)."""
+        options = dict(registry=registry, poll=poll, journal=journal, output_dir=output_dir, retain=retain,
+                       **transport_options)
         self._loop = ENGINE.acquire()
         try:
             self._async: AsyncSession = run_blocking(_make_async(target, options), self._loop)
         except BaseException:
             ENGINE.release()
             raise
+        self._async.public = self
         self._released = False
 
     launch = blocking(AsyncSession.launch, via="_async")
     launch_many = blocking(AsyncSession.launch_many, via="_async")
     connectors = blocking(AsyncSession.connectors, via="_async")
     reattach = blocking(AsyncSession.reattach, via="_async")
+    reattach_all = blocking(AsyncSession.reattach_all, via="_async")
     cancel_all = blocking(AsyncSession.cancel_all, via="_async")
+    recover = same(AsyncSession.recover, via="_async")
+    get_run = same(AsyncSession.get_run, via="_async")
+    runs_frame = same(AsyncSession.runs_frame, via="_async")
+    counts = same(AsyncSession.counts, via="_async")
+    on_change = same(AsyncSession.on_change, via="_async")
+    submit = same(AsyncSession.submit, via="_async")
+    new_run_id = same(AsyncSession.new_run_id, via="_async")
+    runs: Same[list[Run]] = Same("_async")
+    target: Same[str] = Same("_async")
+    registry: Same[ConnectorRegistry | None] = Same("_async")
+    transport: Same[Transport] = Same("_async")
+    journal: Same[Journal | None] = Same("_async")
+    poll: Same[PollPolicy] = Same("_async")
+    output_dir: Same[str] = Same("_async")
+    __repr__ = same(AsyncSession.__repr__, via="_async")
+    _repr_html_ = same(AsyncSession._repr_html_, via="_async")
+    _repr_mimebundle_ = same(AsyncSession._repr_mimebundle_, via="_async")
 
     @property
     def async_session(self) -> AsyncSession:
+        """The AsyncSession behind this facade (its methods are coroutines on the engine loop)."""
         return self._async
 
     @property
-    def runs(self) -> list[Run]:
-        return list(self._async.runs)
-
-    @property
-    def target(self) -> str:
-        return self._async.target
-
-    @property
-    def registry(self) -> ConnectorRegistry | None:
-        return self._async.registry
-
-    @property
-    def transport(self) -> Transport:
-        return self._async.transport
-
-    @property
-    def journal(self) -> Journal | None:
-        return self._async.journal
-
-    @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called."""
         return self._released
-
-    def get_run(self, run_id: str | Run) -> Run:
-        return self._async.get_run(run_id)
-
-    def runs_frame(self) -> pd.DataFrame:
-        return self._async.runs_frame()
-
-    def counts(self) -> dict[str, int]:
-        return self._async.counts()
-
-    def on_change(self, callback: Observer) -> Callable[[], None]:
-        return self._async.on_change(callback)
 
     def serve(self, port: int = 0, host: str = "127.0.0.1", **options: Any) -> Any:
         """Serve this session's registry over gRPC in the background; returns a handle with ``.stop()``."""
-        from .server import serve
+        import importlib
 
         if self.registry is None:
             raise ConnectorNbError("only an in-process session has a registry to serve")
+        # Looked up by name: the core does not import the server.
+        serve = importlib.import_module("connector_nb.server").serve
         return serve(self.registry, port=port, host=host, block=False, **options)
 
-    def close(self, cancel_running: bool = False) -> None:
+    def close(self, /, cancel_running: bool = False, timeout: float | None = None) -> None:
         """Stop polling, release the transport and, with the last session, stop the engine thread."""
         if self._released:
             return
         try:
-            run_blocking(self._async.close(cancel_running), self._loop)
+            run_blocking(self._async.close(cancel_running, timeout), self._loop)
         finally:
             self._released = True
             ENGINE.release()
@@ -631,26 +452,12 @@ class Session:
                 self._released = True
                 ENGINE.release()
 
-    def __repr__(self) -> str:
-        return f"<Session {self.target} runs={len(self._async.runs)} {_counts_text(self.counts())}>"
-
-    def _repr_html_(self) -> str:
-        from .ui.reprs import session_html
-
-        return session_html(self)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """A live Dashboard in a widget frontend, with text/html and text/plain fallbacks everywhere else."""
-        from .ui.display import session_mimebundle
-
-        return session_mimebundle(self, include, exclude)
-
 
 async def _make_async(target: str | Transport | None, options: dict[str, Any]) -> AsyncSession:
     return AsyncSession(target, **options)
 
 
-def _running_loop_or_new() -> asyncio.AbstractEventLoop:
+def _running_loop() -> asyncio.AbstractEventLoop:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -658,49 +465,24 @@ def _running_loop_or_new() -> asyncio.AbstractEventLoop:
 
 
 def _open_journal(journal: Journal | str | bool | None) -> Journal | None:
-    if journal is None or journal is False:
+    """The session's journal: on by default (``CONNECTOR_NB_HOME``), a path, a Journal, or off with False."""
+    if journal is False or journal is None:  # TEMP until the new journal lands
         return None
     from .journal import Journal
 
     if isinstance(journal, Journal):
         return journal
-    return Journal(None if journal is True else journal)
+    return Journal(None if journal in (None, True) else str(journal))
 
 
-def _counts_text(counts: Mapping[str, int]) -> str:
-    return " ".join(f"{phase}={n}" for phase, n in sorted(counts.items()))
+def _why_not_reattachable(row: Mapping[str, Any]) -> str:
+    run_id = row["run_id"]
+    if row.get("unknown_outcome"):
+        return (f"run {run_id!r} cannot be polled: create() gave no answer, so there is no handle. The job may "
+                f"exist: look for execution name {run_id!r} in the external system")
+    if row.get("phase") == "CREATING":
+        return f"run {run_id!r} cannot be polled: its process died during create(); look for execution name {run_id!r}"
+    return f"run {run_id!r} cannot be polled: its handle was not stored (it carried a secret)"
 
 
-def _with_custom(template: tasks_pb2.TaskTemplate, custom: Mapping[str, Any] | None) -> tasks_pb2.TaskTemplate:
-    if not custom:
-        return template
-    from google.protobuf import json_format
-
-    copy = type(template)()
-    copy.CopyFrom(template)
-    copy.custom.Clear()
-    json_format.ParseDict(dict(custom), copy.custom)
-    return copy
-
-
-def _execution_metadata(template: tasks_pb2.TaskTemplate, run_id: str) -> agent_pb2.TaskExecutionMetadata:
-    """Metadata shaped like propeller's, so connectors that read execution ids work unchanged."""
-    from flyteidl.admin import agent_pb2
-    from flyteidl.core import identifier_pb2 as ids
-
-    execution = ids.WorkflowExecutionIdentifier(project=template.id.project, domain=template.id.domain, name=run_id)
-    task_execution = ids.TaskExecutionIdentifier(
-        task_id=template.id, node_execution_id=ids.NodeExecutionIdentifier(node_id="n0", execution_id=execution),
-    )
-    return agent_pb2.TaskExecutionMetadata(task_execution_id=task_execution, namespace="connector-nb")
-
-
-def _python_outputs(outputs: Any, template: tasks_pb2.TaskTemplate) -> dict[str, Any]:
-    from .literals import StructuredDataset, load_dataframe, to_python_dict
-    from .template import interface_types
-
-    values = dict(outputs) if isinstance(outputs, Mapping) else to_python_dict(outputs, interface_types(template)[1])
-    return {k: load_dataframe(v) if isinstance(v, StructuredDataset) else v for k, v in values.items()}
-
-
-__all__ = ["AsyncSession", "Run", "Session", "Transition"]
+__all__ = ["RETAIN", "AsyncSession", "Run", "Session", "Transition"]

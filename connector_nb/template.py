@@ -126,3 +126,38 @@ def with_inferred_interface(
     """A template whose input interface is inferred from ``inputs`` (for services that publish none)."""
     types = {n: infer_type(v) for n, v in inputs.items()}
     return task_template(task_type, inputs=types, custom=custom, version=version)
+
+
+def with_custom(template: tasks_pb2.TaskTemplate, custom: Mapping[str, Any] | None) -> tasks_pb2.TaskTemplate:
+    """A copy of ``template`` whose ``custom`` is replaced by ``custom`` (the template itself when None)."""
+    if not custom:
+        return template
+    copy = tasks_pb2.TaskTemplate()
+    copy.CopyFrom(template)
+    copy.custom.CopyFrom(_struct(custom))
+    return copy
+
+
+def execution_metadata(
+    template: tasks_pb2.TaskTemplate, run_id: str, given: Any = None
+) -> Any:
+    """``TaskExecutionMetadata`` shaped like propeller's, whose execution name is ``run_id``.
+
+    Connectors that deduplicate on the execution id then see one id per run, however often we are asked.
+    A ``given`` metadata is kept, with the run id filled in where its execution name is empty.
+    """
+    from flyteidl.admin import agent_pb2
+
+    ids = identifier_pb2
+    if given is not None:
+        metadata = agent_pb2.TaskExecutionMetadata()
+        metadata.CopyFrom(given)
+        execution = metadata.task_execution_id.node_execution_id.execution_id
+        if not execution.name:
+            execution.name = run_id
+        return metadata
+    execution = ids.WorkflowExecutionIdentifier(project=template.id.project, domain=template.id.domain, name=run_id)
+    task_execution = ids.TaskExecutionIdentifier(
+        task_id=template.id, node_execution_id=ids.NodeExecutionIdentifier(node_id="n0", execution_id=execution),
+    )
+    return agent_pb2.TaskExecutionMetadata(task_execution_id=task_execution, namespace="connector-nb")

@@ -1,13 +1,23 @@
-"""Pluggable transports: in-process (``LocalTransport``) and gRPC (``GrpcTransport``)."""
+"""Pluggable transports, one interface (``Transport``): in-process, gRPC, and a mock for tests.
+
+``LocalTransport`` calls connector methods in this process; ``GrpcTransport`` talks to a Flyte connector
+service; ``MockTransport`` answers with a function. The heavy ones load lazily.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .base import ConnectorInfo, TaskCategory, Transport
 
 if TYPE_CHECKING:
     from ..registry import ConnectorRegistry
+    from .grpc import GrpcTransport
+    from .local import LocalTransport
+    from .mock import MockTransport, Request
+
+_LAZY = {"LocalTransport": "local", "GrpcTransport": "grpc", "MockTransport": "mock", "Request": "mock"}
 
 
 def make_transport(
@@ -25,4 +35,14 @@ def make_transport(
     return GrpcTransport(target, **options)
 
 
-__all__ = ["ConnectorInfo", "TaskCategory", "Transport", "make_transport"]
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'connector_nb.transports' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = [
+    "ConnectorInfo", "GrpcTransport", "LocalTransport", "MockTransport", "Request", "TaskCategory", "Transport",
+    "make_transport",
+]

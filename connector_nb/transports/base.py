@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from flyteidl.core import literals_pb2, tasks_pb2
 
     from ..connector import Resource
+    from ..registry import ConnectorRegistry
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,22 @@ class Transport(abc.ABC):
 
     #: Human-readable target, e.g. ``"in-process"`` or ``"grpc://127.0.0.1:8000"``.
     target: str = ""
+    #: The registry whose connectors run in this process (None for a remote service).
+    registry: ConnectorRegistry | None = None
 
     @abc.abstractmethod
-    async def connectors(self) -> list[ConnectorInfo]: ...
+    async def connectors(self) -> list[ConnectorInfo]:
+        """What the target offers: name, task type, version, sync or not."""
 
-    async def task_template(self, category: TaskCategory, custom: dict | None = None) -> tasks_pb2.TaskTemplate | None:
+    async def task_template(
+        self, category: TaskCategory, custom: dict[str, Any] | None = None
+    ) -> tasks_pb2.TaskTemplate | None:
         """The declared template for a task type, or None when the target does not say (gRPC)."""
         return None
+
+    def input_defaults(self, category: TaskCategory) -> dict[str, Any]:
+        """Default input values of a task type, where the target declares them (in-process only)."""
+        return {}
 
     @abc.abstractmethod
     async def create(
@@ -60,13 +70,16 @@ class Transport(abc.ABC):
         inputs: literals_pb2.LiteralMap,
         output_prefix: str,
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
-    ) -> bytes: ...
+    ) -> bytes:
+        """Start a job; returns its encoded resource metadata. Never retried once it may have been sent."""
 
     @abc.abstractmethod
-    async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource: ...
+    async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
+        """The job's current state."""
 
     @abc.abstractmethod
-    async def delete(self, category: TaskCategory, resource_meta: bytes) -> None: ...
+    async def delete(self, category: TaskCategory, resource_meta: bytes) -> None:
+        """Cancel the job (idempotent)."""
 
     @abc.abstractmethod
     async def get_metrics(
@@ -77,7 +90,8 @@ class Transport(abc.ABC):
         start: datetime | None = None,
         end: datetime | None = None,
         step: timedelta | None = None,
-    ) -> agent_pb2.GetTaskMetricsResponse: ...
+    ) -> agent_pb2.GetTaskMetricsResponse:
+        """Prometheus-style metric results of the job."""
 
     @abc.abstractmethod
     def get_logs(

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
+from .._workers import WorkerPool
 from ..connector import AsyncConnector, Resource, ResourceMeta
 from ..errors import ConnectorCallError, ConnectorNbError, NotSupportedError
 from .base import ConnectorInfo, TaskCategory, Transport
@@ -31,13 +31,16 @@ class LocalTransport(Transport):
     target = "in-process"
 
     def __init__(self, registry: ConnectorRegistry | None = None, *, max_workers: int = 32) -> None:
+        """Run ``registry``'s connectors (the default registry when None), at most ``max_workers`` sync calls at once."""
         from ..registry import ConnectorRegistry
 
-        self.registry = registry if registry is not None else ConnectorRegistry.default()
+        self.registry: ConnectorRegistry = registry if registry is not None else ConnectorRegistry.default()
         self._max_workers = max_workers
-        self._executor: ThreadPoolExecutor | None = None
+        self._workers: WorkerPool | None = None
+        self._slots: asyncio.Semaphore | None = None
 
-    def connector(self, category: TaskCategory) -> AsyncConnector:
+    def connector(self, category: TaskCategory) -> AsyncConnector[Any]:
+        """The registered connector for a task category (UnknownTaskTypeError lists the others)."""
         return self.registry.get_connector(category.name, category.version)
 
     async def connectors(self) -> list[ConnectorInfo]:
@@ -116,37 +119,36 @@ class LocalTransport(Transport):
             yield result
 
     async def aclose(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            # Blocking connector calls may still be running; do not wait for them on the loop.
-            executor.shutdown(wait=False, cancel_futures=True)
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown()  # blocking calls still running finish on their own; nobody waits for them
 
-    def _resolve(self, category: TaskCategory, data: bytes, optional: str = "") -> tuple[AsyncConnector, ResourceMeta]:
+    def _resolve(self, category: TaskCategory, data: bytes, optional: str = "") -> tuple[AsyncConnector[Any], ResourceMeta]:
         connector = self.connector(category)
         if optional and not connector.supports(optional):
             what = "metrics" if optional == "get_metrics" else "logs"
             raise NotSupportedError(f"the {category.name!r} connector has no {what}")
         return connector, connector.metadata_type.decode(data)
 
-    async def _call(self, connector: AsyncConnector, name: str, **kwargs: Any) -> Any:
+    async def _call(self, connector: AsyncConnector[Any], name: str, **kwargs: Any) -> Any:
         method = getattr(connector, name)
         kwargs = _accepted(method, kwargs)
         try:
             if inspect.iscoroutinefunction(method):
                 return await method(**kwargs)
-            result = await asyncio.get_running_loop().run_in_executor(
-                self._pool(), functools.partial(method, **kwargs)
-            )
+            result = await self._in_thread(functools.partial(method, **kwargs))
             return await result if inspect.isawaitable(result) else result
         except ConnectorNbError:
             raise
         except Exception as e:
             raise _wrap(name, connector.task_type_name, e) from e
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="connector-nb-worker")
-        return self._executor
+    async def _in_thread(self, fn: Callable[[], Any]) -> Any:
+        """Run a blocking call in a worker; a cancelled (timed-out) call frees its slot at once."""
+        if self._workers is None or self._slots is None:
+            self._workers, self._slots = WorkerPool(), asyncio.Semaphore(self._max_workers)
+        async with self._slots:
+            return await asyncio.wrap_future(self._workers.submit(fn))
 
 
 def _wrap(method: str, task_type: str, error: Exception) -> ConnectorNbError:

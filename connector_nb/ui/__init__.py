@@ -9,8 +9,8 @@ _LAZY = {
     "RunView": "run_view",
     "LaunchPanel": "launch_panel",
     "Dashboard": "dashboard",
-    "Progress": "widgets",
-    "progress": "widgets",
+    "Progress": "progress",
+    "progress": "progress",
     "run_mimebundle": "display",
     "session_mimebundle": "display",
 }

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
-from ..connector import TERMINAL_PHASES
 from . import reprs
-from ._throttle import Throttle, ThrottledView
+from .render_scheduler import Throttle, ThrottledView
 from .run_view import button, enable, html_widget, submit
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ class Dashboard(ThrottledView, w.VBox):
         total = f"<b>{len(runs)} run{'' if len(runs) == 1 else 's'}</b> " if runs else ""
         self.counts.value = total + reprs.counts_html(counts)
         self.table.value = reprs.runs_table_html(runs, self.max_rows)
-        live = [r for r in runs if r.phase not in TERMINAL_PHASES]
+        live = [r for r in runs if r.live]
         self._set_live_options([(f"{r.run_id} ({r.task_type})", r.run_id) for r in live[-self.max_rows:][::-1]])
         enable(self.cancel_all_button, bool(live), "danger")
         enable(self.cancel_run_button, bool(live))
@@ -80,16 +79,16 @@ class Dashboard(ThrottledView, w.VBox):
             return
         try:
             run = self._async.get_run(run_id)
-        except KeyError as e:
-            self._say(str(e.args[0]))
+        except LookupError as e:
+            self._say(str(e))
             return
         self._say(f"cancelling {run_id}…")
-        submit(run.cancel_async(), self._async._loop, lambda e, _r: self._say(
+        submit(run, run.cancel_async(), lambda e, _r: self._say(
             f"cancel of {run_id} failed: {e}" if e else f"cancelled {run_id}"))
 
     def cancel_all(self) -> None:
         self._say("cancelling all live runs…")
-        submit(self._async.cancel_all(), self._async._loop, lambda e, runs: self._say(
+        submit(self._async, self._async.cancel_all(), lambda e, runs: self._say(
             f"cancel all failed: {e}" if e else f"cancelled {len(runs)} runs"))
 
     def _say(self, message: str) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .. import _display
 from . import reprs
 
 if TYPE_CHECKING:
-    from ..session import Run, Session
+    from ..run import Run
+    from ..session import AsyncSession, Session
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # One live view per object: displaying a run twice shows two views of the same widget model.
@@ -64,7 +66,7 @@ def run_mimebundle(run: Run, include: Iterable[str] | None = None, exclude: Iter
 
 
 def session_mimebundle(
-    session: Session, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    session: Session | AsyncSession, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
 ) -> dict:
     """``Session._repr_mimebundle_``: text/plain, text/html and, in a kernel with ipywidgets, a Dashboard."""
     def make() -> Any:
@@ -96,5 +98,14 @@ class SessionUI:
         text = "launch panel and dashboard (live widgets need a Jupyter frontend)\n" + reprs.session_text(self.session)
         return _bundle(self, text, reprs.session_html(self.session), self.widget, include, exclude)
 
+
+def _session_html(session: Any) -> str:
+    return reprs.session_html(session)
+
+
+# The core asks for these by name (``connector_nb._display``): it never imports the UI itself.
+_display.register("Run", reprs.run_html, run_mimebundle)
+_display.register("Session", _session_html, session_mimebundle)
+_display.register("AsyncSession", _session_html, session_mimebundle)
 
 __all__ = ["SessionUI", "WIDGET_MIME", "run_mimebundle", "session_mimebundle", "widget_view_json", "widgets_available"]

@@ -14,7 +14,7 @@ import ipywidgets as w
 from ..errors import ConnectorNbError
 from ..secrets import is_secret_name
 from . import reprs
-from ._throttle import Throttle
+from .render_scheduler import Throttle
 from .run_view import RunView, button, html_widget, submit
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ class LaunchPanel(w.VBox):
         self._launching, self._error, self._status = True, "", f"launching {task_type}…"
         self._throttle.flush()
         coro = self.session.async_session.launch(task_type, inputs, version=version, custom=custom or None)
-        submit(coro, self.session.async_session._loop, self._launched)
+        submit(self.session, coro, self._launched)
 
     def _launched(self, error: BaseException | None, run: Run | None) -> None:
         self._launching = False

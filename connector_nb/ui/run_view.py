@@ -7,7 +7,6 @@ does not block the kernel.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
@@ -15,14 +14,13 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 import ipywidgets as w
 from traitlets import Bool, Float, Unicode
 
-from ..connector import TERMINAL_PHASES
 from . import reprs
-from ._throttle import DEFAULT_INTERVAL, Throttle, ThrottledView
+from .render_scheduler import DEFAULT_INTERVAL, Throttle, ThrottledView
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..session import Run
+    from ..run import Run
 
 TAB_TITLES = ("Logs", "Metrics", "Outputs")
 LOGS_TAB, METRICS_TAB, OUTPUTS_TAB = range(3)
@@ -46,20 +44,18 @@ def enable(widget: w.Button, on: bool, style: str = "") -> None:
     widget.button_style = style if on else ""
 
 
-def submit(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop,
-           done: Callable[[BaseException | None, Any], None]) -> None:
-    """Run ``coro`` on the engine loop; ``done(error, result)`` is called on the engine thread."""
-    if loop.is_closed():
-        coro.close()
-        done(RuntimeError("the session is closed"), None)
-        return
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+def submit(owner: Any, coro: Coroutine[Any, Any, Any], done: Callable[[BaseException | None, Any], None]) -> None:
+    """Run ``coro`` through ``owner.submit`` (a Run or session); ``done(error, result)`` follows on its loop."""
 
     def finished(f: Any) -> None:
         error = f.exception() if not f.cancelled() else RuntimeError("cancelled")
         done(error, None if error else f.result())
 
-    future.add_done_callback(finished)
+    try:
+        owner.submit(coro, finished)
+    except RuntimeError:  # the loop has stopped: the session is closed
+        coro.close()
+        done(RuntimeError("the session is closed"), None)
 
 
 class _Fetch:
@@ -181,7 +177,7 @@ class RunView(ThrottledView, w.VBox):
                 f"{' · ' + pending if pending else ''}</span>")
 
     def _render_buttons(self, phase: str) -> None:
-        finished = phase in TERMINAL_PHASES
+        finished = not self.run.live
         enable(self.cancel_button, not finished and "cancel" not in self._actions, "danger")
         self.refresh_button.disabled = "refresh" in self._actions
         step_mode = not self.run.autopoll and not self.run.done
@@ -233,7 +229,7 @@ class RunView(ThrottledView, w.VBox):
             fetch.version += 1
             self._throttle.mark()
 
-        submit(coro, self.run._loop, done)
+        submit(self.run, coro, done)
 
     def _act(self, name: str, coro: Coroutine[Any, Any, Any]) -> None:
         """A button: submit and return at once; the outcome is shown by the next render."""
@@ -249,7 +245,7 @@ class RunView(ThrottledView, w.VBox):
             self._throttle.mark()
 
         self._throttle.mark()
-        submit(coro, self.run._loop, done)
+        submit(self.run, coro, done)
 
     def close(self) -> None:
         self._stop_updates()

@@ -264,15 +264,25 @@ def test_blocking_on_the_engine_loop_is_detected(make_session):
     session = make_session(fake)
     seen: list[BaseException] = []
 
+    awaitables: list[object] = []
+
     def observer(run):
+        # On the engine loop a Run method hands back an awaitable; a blocking Session call would deadlock.
+        refresh = run.refresh()
+        awaitables.append(refresh)
+        refresh.close()
         try:
-            run.refresh()
+            session.connectors()
         except EngineError as e:
             seen.append(e)
 
-    session.on_change(observer)
-    session.launch("fake").wait(timeout=10)
-    assert seen and "deadlock" in str(seen[0])
+    unsubscribe = session.on_change(observer)
+    run = session.launch("fake")
+    wait_until(lambda: seen, what="the observer to run")
+    unsubscribe()
+    run.wait(timeout=10)
+    assert "deadlock" in str(seen[0])
+    assert all(asyncio.iscoroutine(a) for a in awaitables)
 
 
 async def test_await_run_from_a_running_loop_does_not_block_it(make_session):
@@ -298,8 +308,12 @@ async def test_async_session_on_the_callers_loop():
         runs = await asyncio.gather(*(session.launch("fake") for _ in range(20)))
         results = await asyncio.gather(*(r.wait_async(timeout=10) for r in runs))
         assert {r.phase for r in results} == {"SUCCEEDED"}
-        with pytest.raises(EngineError, match="deadlock"):
-            runs[0].wait()  # blocking on the loop we are running on
+        # On its own loop every Run method is awaitable: one API for both sessions.
+        assert (await runs[0].wait()).phase == "SUCCEEDED"
+        assert "hello" in await runs[0].logs()
+        assert len(await runs[0].metrics()) == 3
+        await runs[0].cancel()  # finished: a no-op
+        assert runs[0].session is session
     with pytest.raises(SessionClosedError):
         await session.launch("fake")
 
@@ -341,7 +355,7 @@ def test_get_run_names_known_runs(make_session):
     session = make_session(FakeConnector())
     run = session.launch("fake")
     assert session.get_run(run.run_id) is run
-    with pytest.raises(KeyError, match="no run 'zzz'.*" + run.run_id):
+    with pytest.raises(LookupError, match="no run 'zzz'.*" + run.run_id):
         session.get_run("zzz")
 
 

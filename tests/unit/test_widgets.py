@@ -10,11 +10,11 @@ from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 from connector_nb import ConnectorRegistry, Session
 from connector_nb.examples import CONNECTORS
 from connector_nb.testing import FakeConnector, fast_policy, wait_until
-from connector_nb.ui._throttle import Throttle, wait_idle
 from connector_nb.ui.dashboard import Dashboard
 from connector_nb.ui.launch_panel import LaunchPanel
+from connector_nb.ui.progress import Progress
+from connector_nb.ui.render_scheduler import Throttle, wait_idle
 from connector_nb.ui.run_view import TAB_TITLES, RunView
-from connector_nb.ui.widgets import Progress
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import ipywidgets as w
 
+from ..run import phase_counts
 from . import reprs
-from ._throttle import Throttle
+from .render_scheduler import Throttle
 
 if TYPE_CHECKING:
-    from ..session import Run
+    from ..run import Run
 
 
 class Progress(w.VBox):
@@ -40,9 +41,7 @@ class Progress(w.VBox):
     def _render(self) -> None:
         runs = self.runs()
         done = sum(r.done for r in runs)
-        counts: dict[str, int] = {}
-        for r in runs:
-            counts[r.phase] = counts.get(r.phase, 0) + 1
+        counts = phase_counts(runs)
         self.bar.max, self.bar.value = max(1, len(runs)), done
         failed = counts.get("FAILED", 0) + counts.get("ABORTED", 0)
         self.bar.bar_style = "danger" if failed else ("success" if runs and done == len(runs) else "info")
