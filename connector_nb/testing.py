@@ -1,4 +1,6 @@
-"""Test helpers and a pytest plugin (entry point ``pytest11``): a scripted fake connector and fixtures.
+"""Test helpers: a scripted fake connector, fast poll policies and condition waits (no pytest needed).
+
+The pytest fixtures built on them live in ``connector_nb.pytest_plugin`` (entry point ``pytest11``).
 
 ``FakeConnector`` plays the role of httpx's ``MockTransport``: a real connector whose ``get`` walks a
 script of phases, recording every call, so session behaviour can be tested without external systems.
@@ -10,8 +12,6 @@ import itertools
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
-
-import pytest
 
 from .connector import AsyncConnector, Resource, ResourceMeta
 
@@ -131,33 +131,6 @@ def fast_policy(**overrides: Any) -> Any:
     return PollPolicy(**{**options, **overrides})
 
 
-@pytest.fixture
-def fake_connector() -> FakeConnector:
-    """A fresh scripted connector for task type ``fake`` (RUNNING, then SUCCEEDED)."""
-    return FakeConnector()
-
-
-@pytest.fixture
-def connector_registry(fake_connector: FakeConnector) -> Any:
-    """An isolated registry holding ``fake_connector`` and the built-in examples."""
-    from .examples import CONNECTORS
-    from .registry import ConnectorRegistry
-
-    return ConnectorRegistry([fake_connector, *CONNECTORS])
-
-
-@pytest.fixture
-def connector_session(connector_registry: Any, tmp_path: Any) -> Iterator[Any]:
-    """A blocking Session over ``connector_registry`` with fast polling, closed after the test."""
-    from .session import Session
-
-    session = Session(registry=connector_registry, poll=fast_policy(), output_dir=str(tmp_path))
-    try:
-        yield session
-    finally:
-        session.close(cancel_running=True)
-
-
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01, what: str = "condition") -> None:
     """Poll ``predicate`` until true; fails the test with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -179,4 +152,5 @@ def process_group_gone(pgid: int) -> bool:
 
 
 def phases(transitions: Iterable[Any]) -> list[str]:
+    """The phase names of some transitions, in order."""
     return [t.phase for t in transitions]

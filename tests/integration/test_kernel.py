@@ -27,15 +27,15 @@ CELLS = [
     # the blocking form works inside the running kernel loop too
     "run = session.launch('sleep', seconds=0.2)\n"
     "print('waited', run.wait(timeout=30).phase)",
-    # an AsyncSession lives on the kernel's loop: await works, blocking on it is refused with a clear error
+    # an AsyncSession lives on the kernel's loop: the same Run methods are awaitable there
     "local = AsyncSession()\n"
     "arun = await local.launch('sleep', seconds=0.2)\n"
-    "print('async', (await arun.wait_async(timeout=30)).phase)\n"
-    "try:\n"
-    "    arun.wait()\n"
-    "except Exception as e:\n"
-    "    print('refused', type(e).__name__, 'deadlock' in str(e))\n"
-    "await local.close()\n"
+    "print('async', (await arun.wait()).phase, len(await arun.logs()) > 0, arun.session is local)\n"
+    "await arun.cancel()\n"
+    "await local.close()",
+    # a Session's live run awaited with *_async from the kernel's loop (this used to hang)
+    "live = session.launch('sleep', seconds=0.5)\n"
+    "print('bridged', (await live.wait_async(timeout=30)).phase, live.session is session)\n"
     "session.close()",
 ]
 
@@ -45,4 +45,5 @@ def test_session_in_a_real_kernel():
     out = [stream_text(cell) for cell in execute_cells(CELLS).cells]
     assert out[1].strip() == "awaited ['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED'] True"
     assert out[2].strip() == "waited SUCCEEDED"
-    assert out[3].strip().splitlines() == ["async SUCCEEDED", "refused EngineError True"]
+    assert out[3].strip() == "async SUCCEEDED True True"
+    assert out[4].strip() == "bridged SUCCEEDED True"
