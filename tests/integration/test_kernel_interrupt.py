@@ -8,6 +8,24 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+# Prints "waiting" once the kernel's main thread is blocked inside the wait (a condition, not a delay).
+ANNOUNCE = """
+import sys, threading, time
+def announce_when_waiting():
+    main = threading.main_thread().ident
+    def watch():
+        while True:
+            frame, names = sys._current_frames().get(main), set()
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                frame = frame.f_back
+            if "run_blocking" in names:
+                print("waiting", flush=True)
+                return
+            time.sleep(0.005)
+    threading.Thread(target=watch, daemon=True).start()
+"""
+
 import pytest
 from jupyter_client.manager import start_new_kernel
 
@@ -40,9 +58,9 @@ def _execute(client: Any, code: str, interrupt_after: str | None = None, km: Any
 def test_interrupt_during_wait_leaves_the_run_polling_then_cancel_on_interrupt_deletes():
     km, client = start_new_kernel(kernel_name="python3")
     try:
-        _execute(client, "from connector_nb import Session\nsession = Session()\n"
+        _execute(client, ANNOUNCE + "from connector_nb import Session\nsession = Session()\n"
                          "run = session.launch('sleep', seconds=60)")
-        out, errors = _execute(client, "print('waiting', flush=True)\nrun.wait()", "waiting", km)
+        out, errors = _execute(client, "announce_when_waiting()\nrun.wait()", "waiting", km)
         assert len(errors) == 1 and errors[0]["ename"] == "WaitInterrupted"
         assert len(errors[0]["traceback"]) == 1  # one clear line, no frames from concurrent.futures
         line = errors[0]["traceback"][0]
@@ -58,7 +76,7 @@ def test_interrupt_during_wait_leaves_the_run_polling_then_cancel_on_interrupt_d
         assert not errors and out.strip() == "ABORTED"
 
         _execute(client, "run2 = session.launch('sleep', seconds=60)")
-        out, errors = _execute(client, "print('waiting', flush=True)\nrun2.wait(cancel_on_interrupt=True)",
+        out, errors = _execute(client, "announce_when_waiting()\nrun2.wait(cancel_on_interrupt=True)",
                                "waiting", km)
         assert errors and errors[0]["ename"] == "WaitInterrupted" and "cancelling" in errors[0]["traceback"][0]
         out, errors = _execute(client, "print(run2.wait(timeout=30).phase)\nsession.close()")
