@@ -112,6 +112,8 @@ def run_blocking(coro: Coroutine[Any, Any, R], loop: asyncio.AbstractEventLoop, 
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
+        if future.done():  # the coroutine's own TimeoutError (e.g. CallTimeoutError), not our wait
+            raise
         future.cancel()
         raise TimeoutError(f"no result within {timeout} s") from None
     except KeyboardInterrupt:
