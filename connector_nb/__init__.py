@@ -47,7 +47,15 @@ _LAZY: dict[str, str] = {
     "AuthError": "errors",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+# A literal list, so type checkers see the lazily loaded names as exported (tests keep it equal to _LAZY).
+__all__ = [
+    "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
+    "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
+    "InputError", "LiteralConversionError", "LocalTransport", "MetadataError", "MockTransport", "NotSupportedError",
+    "PollPolicy", "PollingStoppedError", "Resource", "ResourceMeta", "Run", "ServiceUnavailableError", "Session",
+    "SessionClosedError", "Transition", "Transport", "UnknownRunError", "UnknownTaskTypeError", "WaitInterrupted",
+    "__version__", "progress", "serve", "task_template",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,105 @@
+"""The public surface, guarded as trio guards its exports: an exact snapshot, and every name resolves and is typed."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import connector_nb
+from connector_nb import errors
+
+EXPECTED = [
+    "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
+    "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
+    "InputError", "LiteralConversionError", "LocalTransport", "MetadataError", "MockTransport", "NotSupportedError",
+    "PollPolicy", "PollingStoppedError", "Resource", "ResourceMeta", "Run", "ServiceUnavailableError", "Session",
+    "SessionClosedError", "Transition", "Transport", "UnknownRunError", "UnknownTaskTypeError", "WaitInterrupted",
+    "__version__", "progress", "serve", "task_template",
+]
+
+
+def test_all_is_exactly_the_snapshot():
+    assert sorted(connector_nb.__all__) == sorted(EXPECTED)
+    assert sorted([*connector_nb._LAZY, "__version__"]) == sorted(connector_nb.__all__)
+    assert dir(connector_nb) == connector_nb.__all__
+
+
+def test_every_public_name_resolves_and_has_a_docstring():
+    for name in connector_nb.__all__:
+        value = getattr(connector_nb, name)
+        if name != "__version__":
+            assert inspect.getdoc(value), f"{name} has no docstring"
+
+
+def test_every_error_class_is_exported():
+    classes = {n for n, v in vars(errors).items() if inspect.isclass(v) and issubclass(v, errors.ConnectorNbError)}
+    assert classes <= set(connector_nb.__all__)
+
+
+def test_public_names_type_check_under_mypy_strict(tmp_path: Path):
+    # A user's module written as in the README, in both styles, must pass mypy --strict with no ignores.
+    source = textwrap.dedent('''
+        from __future__ import annotations
+        from dataclasses import dataclass
+        from typing import Any
+        from connector_nb import (AsyncConnector, AsyncConnectorBase, AsyncSession, ConnectorRegistry, PollPolicy,
+                                  Resource, ResourceMeta, Run, Session, task_template)
+
+        @dataclass
+        class JobMeta(ResourceMeta):
+            job_id: str
+
+        class MyConnector(AsyncConnector[JobMeta]):
+            name = "My connector"
+            task_type_name = "my_task"
+            metadata_type = JobMeta
+
+            async def create(self, task_template: Any, output_prefix: str,
+                             inputs: dict[str, Any] | None = None, **kwargs: Any) -> JobMeta:
+                return JobMeta(job_id="1")
+
+            async def get(self, resource_meta: JobMeta, **kwargs: Any) -> Resource:
+                return Resource(phase="SUCCEEDED")
+
+            async def delete(self, resource_meta: JobMeta, **kwargs: Any) -> None:
+                return None
+
+        class SyncStyle(AsyncConnectorBase):
+            def __init__(self) -> None:
+                super().__init__(task_type_name="sync_task", metadata_type=JobMeta)
+
+            def create(self, task_template: Any, output_prefix: str,
+                       inputs: dict[str, Any] | None = None, **kwargs: Any) -> JobMeta:
+                return JobMeta(job_id="2")
+
+            def get(self, resource_meta: JobMeta, **kwargs: Any) -> Resource:
+                return Resource(phase="RUNNING")
+
+            def delete(self, resource_meta: JobMeta, **kwargs: Any) -> None:
+                pass
+
+        def use() -> str:
+            registry = ConnectorRegistry([MyConnector(), SyncStyle()])
+            with Session(registry=registry, poll=PollPolicy(timeout=10), journal=False) as session:
+                run: Run = session.launch("my_task")
+                template = task_template("my_task", inputs={"n": int})
+                assert template.type == "my_task"
+                return run.run_id
+
+        async def use_async() -> str:
+            async with AsyncSession(registry=ConnectorRegistry([MyConnector()]), journal=False) as session:
+                run = await session.launch("my_task")
+                resource = await run.wait_async()
+                return resource.phase
+    ''')
+    module = tmp_path / "user_connector.py"
+    module.write_text(source)
+    # Editable installs hide the package from mypy's import finder: point it at the checkout.
+    env = {**os.environ, "MYPYPATH": str(Path(connector_nb.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(module)],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
