@@ -146,7 +146,9 @@ def blocking(
     return method
 
 
-def bridged(fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]:
+def bridged(
+    fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]:
     """Make the ``*_async`` form of a coroutine method: awaitable from any loop, run on the owner's ``_loop``.
 
     The work never touches the caller's loop, so loop-bound state (events, gRPC channels) stays on one loop.

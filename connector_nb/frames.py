@@ -3,14 +3,47 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, cast
 
 if TYPE_CHECKING:
     import pandas as pd
     from flyteidl.admin import agent_pb2
 
-    from .journal import Journal
-    from .run import Run, Transition
+
+
+class TransitionLike(Protocol):
+    """What a transition row needs (``run.Transition`` has it)."""
+
+    @property
+    def phase(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def flag(self) -> str: ...
+
+
+class RunLike(Protocol):
+    """What a run row needs (``run.Run`` has it)."""
+
+    run_id: str
+
+    @property
+    def task_type(self) -> str: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def timeline(self) -> pd.DataFrame: ...
+
+
+class JournalLike(Protocol):
+    """What ``with_history`` reads from a journal."""
+
+    def frame(self) -> pd.DataFrame: ...
 
 METRIC_COLUMNS = ["metric", "timestamp", "value"]
 
@@ -35,10 +68,10 @@ def metrics_frame(response: agent_pb2.GetTaskMetricsResponse) -> pd.DataFrame:
     if rows:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
         frame = frame.sort_values(["metric", "timestamp"], kind="stable").reset_index(drop=True)
-    return frame
+    return cast("pd.DataFrame", frame)
 
 
-def transitions_frame(transitions: Iterable[Transition], until: datetime | None = None) -> pd.DataFrame:
+def transitions_frame(transitions: Iterable[TransitionLike], until: datetime | None = None) -> pd.DataFrame:
     """One row per transition, with the time spent in each phase (the last one up to ``until`` or now)."""
     import pandas as pd
 
@@ -49,19 +82,19 @@ def transitions_frame(transitions: Iterable[Transition], until: datetime | None 
         nxt = items[i + 1].at if i + 1 < len(items) else end
         rows.append({"phase": t.phase, "message": t.message, "at": t.at,
                      "duration_s": max(0.0, (nxt - t.at).total_seconds()), "flag": t.flag})
-    return pd.DataFrame(rows, columns=["phase", "message", "at", "duration_s", "flag"])
+    return cast("pd.DataFrame", pd.DataFrame(rows, columns=["phase", "message", "at", "duration_s", "flag"]))
 
 
-def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
+def runs_frame(runs: Iterable[RunLike]) -> pd.DataFrame:
     """One row per run: id, task type, phase, start, duration, get calls and last message."""
     import pandas as pd
 
     rows = [run.summary() for run in runs]
     columns = ["run_id", "task_type", "phase", "started", "duration_s", "get_calls", "message"]
-    return pd.DataFrame(rows, columns=columns)
+    return cast("pd.DataFrame", pd.DataFrame(rows, columns=columns))
 
 
-def timelines_frame(runs: Iterable[Run]) -> pd.DataFrame:
+def timelines_frame(runs: Iterable[RunLike]) -> pd.DataFrame:
     """Every transition of every run, for a Gantt-style plot of many runs."""
     import pandas as pd
 
@@ -72,7 +105,8 @@ def timelines_frame(runs: Iterable[Run]) -> pd.DataFrame:
         frame.insert(1, "task_type", run.task_type)
         frames.append(frame)
     if not frames:
-        return pd.DataFrame(columns=["run_id", "task_type", "phase", "message", "at", "duration_s"])
+        return cast("pd.DataFrame", pd.DataFrame(columns=["run_id", "task_type", "phase", "message", "at",
+                                                          "duration_s", "flag"]))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -87,10 +121,10 @@ def recovery_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     records = [{"run_id": r["run_id"], "task_type": r["task_type"], "target": r["target"],
                 "age": now - r["started_at"], "phase": r["phase"], "unknown_outcome": bool(r["unknown_outcome"]),
                 "started_at": r["started_at"], "message": r["message"]} for r in rows]
-    return pd.DataFrame(records, columns=RECOVERY_COLUMNS)
+    return cast("pd.DataFrame", pd.DataFrame(records, columns=RECOVERY_COLUMNS))
 
 
-def with_history(frame: pd.DataFrame, journal: Journal) -> pd.DataFrame:
+def with_history(frame: pd.DataFrame, journal: JournalLike) -> pd.DataFrame:
     """``frame`` (runs in memory) plus the journal's runs that are no longer in memory, newest first."""
     import pandas as pd
 
@@ -101,4 +135,4 @@ def with_history(frame: pd.DataFrame, journal: Journal) -> pd.DataFrame:
     old["get_calls"] = None
     columns = list(frame.columns)
     merged = pd.concat([frame, old[[c for c in columns if c in old.columns]]], ignore_index=True)
-    return merged.sort_values("started", ascending=False, kind="stable").reset_index(drop=True)
+    return cast("pd.DataFrame", merged.sort_values("started", ascending=False, kind="stable").reset_index(drop=True))

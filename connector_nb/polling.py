@@ -17,12 +17,9 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, TypeVar
+from typing import Any, Awaitable, Protocol, TypeVar
 
 from .errors import CallTimeoutError, ServiceUnavailableError
-
-if TYPE_CHECKING:
-    from .run import Run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,6 +93,26 @@ async def with_deadline(call: Awaitable[T], timeout: float | None, method: str, 
         raise CallTimeoutError(method, task_type, timeout) from None
 
 
+class Polled(Protocol):
+    """What a Poller drives (``run.Run``): it polls, and is told what happened."""
+
+    run_id: str
+    policy: PollPolicy
+    _loop: asyncio.AbstractEventLoop
+    _started: float
+
+    @property
+    def done(self) -> bool: ...
+
+    async def _poll_once(self, timeout: float) -> None: ...
+
+    async def _time_out(self) -> None: ...
+
+    def _unreachable(self, error: Exception) -> None: ...
+
+    def _get_failed(self, error: Exception, count: int) -> None: ...
+
+
 class Poller:
     """The loop that drives one run: ``get`` on the policy's schedule until the run is terminal.
 
@@ -103,7 +120,7 @@ class Poller:
     (``_apply``, ``_get_failed``, ``_unreachable``, ``_time_out``).
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Polled) -> None:
         self.run = run
         self.policy = run.policy
         self.task: asyncio.Task[None] = run._loop.create_task(self._main(), name=f"poll {run.run_id}")
@@ -155,4 +172,4 @@ class Poller:
                 self.run._get_failed(e, errors)
 
 
-__all__ = ["PollPolicy", "Poller", "with_deadline"]
+__all__ = ["PollPolicy", "Polled", "Poller", "with_deadline"]

@@ -10,23 +10,25 @@ import logging
 import threading
 import types
 import warnings
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Concatenate, Generic, Iterable, ParamSpec, TypeVar
 
 from .connector import AsyncConnector, ResourceMeta
 from .errors import ConnectorNbError, UnknownTaskTypeError
 
 ENTRY_POINT_GROUP = "connector_nb.connectors"
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-class _hybridmethod:
+class _hybridmethod(Generic[P, R]):
     """A method bound to the instance, or to the default registry when called on the class."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[Concatenate[ConnectorRegistry, P], R]) -> None:
         self.fn = fn
         self.__doc__ = fn.__doc__
 
-    def __get__(self, obj: Any, cls: type[ConnectorRegistry]) -> Callable[..., Any]:
+    def __get__(self, obj: ConnectorRegistry | None, cls: type[ConnectorRegistry]) -> Callable[P, R]:
         return types.MethodType(self.fn, obj if obj is not None else cls.default())
 
 

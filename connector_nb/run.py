@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Generator, Iterable, Mapping, Protocol
 
 from ._engine import bridged, dual
 from .connector import Resource, is_terminal, phase_rank
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from flyteidl.core import tasks_pb2
 
     from .logs import Logs
-    from .session import AsyncSession, Session
     from .transports.base import TaskCategory, Transport
 
 log = logging.getLogger(__name__)
@@ -65,6 +64,19 @@ class Observable:
         return lambda: self._observers.remove(callback) if callback in self._observers else None
 
 
+class RunOwner(Protocol):
+    """What a run needs from its session (an ``AsyncSession``): its loop, transport and observers."""
+
+    _loop: asyncio.AbstractEventLoop
+    _observers: list[Observer]
+    transport: Transport
+
+    @property
+    def public(self) -> Any: ...
+
+    def new_run_id(self, task_type: str, /) -> str: ...
+
+
 class WaitInterrupted(KeyboardInterrupt):
     """A wait was interrupted (Ctrl-C / kernel interrupt). The run itself goes on unless it was cancelled."""
 
@@ -78,7 +90,7 @@ class Run(Observable):
 
     def __init__(
         self,
-        session: AsyncSession,
+        session: RunOwner,
         category: TaskCategory,
         template: tasks_pb2.TaskTemplate,
         inputs: dict[str, Any],
@@ -130,7 +142,7 @@ class Run(Observable):
 
     # -- state -----------------------------------------------------------------------------------
     @property
-    def session(self) -> Session | AsyncSession:
+    def session(self) -> Any:
         """The session the user made (a ``Session``, or the ``AsyncSession`` when used directly)."""
         return self._session.public
 

@@ -76,6 +76,7 @@ class AsyncSession(Observable):
     # -- launching -------------------------------------------------------------------------------
     async def launch(
         self,
+        /,
         task: str | tasks_pb2.TaskTemplate,
         inputs: Mapping[str, Any] | None = None,
         *,
@@ -140,7 +141,7 @@ class AsyncSession(Observable):
         return meta
 
     async def launch_many(
-        self, task: str | tasks_pb2.TaskTemplate, inputs: Iterable[Mapping[str, Any]], **options: Any
+        self, /, task: str | tasks_pb2.TaskTemplate, inputs: Iterable[Mapping[str, Any]], **options: Any
     ) -> list[Run]:
         """Launch one run per inputs mapping, concurrently. Raises the first error after all were tried."""
         results = await asyncio.gather(*(self.launch(task, i, **options) for i in inputs), return_exceptions=True)
@@ -172,8 +173,8 @@ class AsyncSession(Observable):
 
         history = [Transition(t["phase"], t["message"], datetime.fromisoformat(t["at"]), flag=t.get("flag", ""))
                    for t in row["transitions"]]
-        run = Run(self, TaskCategory(row["task_type"], row["version"]), tasks_pb2.TaskTemplate.FromString(row["template"]),
-                  dict(row["inputs"]), row["resource_meta"], row["output_prefix"] or "", poll or self.poll, True,
+        template = tasks_pb2.TaskTemplate.FromString(row["template"])
+        run = Run(self, TaskCategory(row["task_type"], row["version"]), template, dict(row["inputs"]), row["resource_meta"], row["output_prefix"] or "", poll or self.poll, True,
                   run_id, started_at=row["started_at"], history=history)
         run._journaled = len(history)
         self._add(run, journaled=True)

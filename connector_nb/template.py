@@ -81,7 +81,7 @@ def custom_dict(template: tasks_pb2.TaskTemplate) -> dict[str, Any]:
 
 def _optional(lt: types_pb2.LiteralType) -> bool:
     if lt.WhichOneof("type") == "simple":
-        return lt.simple == _S.NONE
+        return bool(lt.simple == _S.NONE)
     return lt.WhichOneof("type") == "union_type" and any(_optional(v) for v in lt.union_type.variants)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from .connector import AsyncConnector, Resource, ResourceMeta
 
@@ -23,7 +23,7 @@ class FakeMeta(ResourceMeta):
     job_id: str
 
 
-class FakeConnector(AsyncConnector):
+class FakeConnector(AsyncConnector[FakeMeta]):
     """``get`` returns the next step of ``script`` per job (the last one repeats); an exception step raises.
 
     ``raises`` maps a method name to an exception raised by that method. Every call is kept in ``calls``.

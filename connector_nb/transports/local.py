@@ -31,7 +31,7 @@ class LocalTransport(Transport):
     target = "in-process"
 
     def __init__(self, registry: ConnectorRegistry | None = None, *, max_workers: int = 32) -> None:
-        """Run ``registry``'s connectors (the default registry when None), at most ``max_workers`` sync calls at once."""
+        """Run ``registry``'s connectors (default: the default registry), ``max_workers`` sync calls at once."""
         from ..registry import ConnectorRegistry
 
         self.registry: ConnectorRegistry = registry if registry is not None else ConnectorRegistry.default()
@@ -44,12 +44,16 @@ class LocalTransport(Transport):
         return self.registry.get_connector(category.name, category.version)
 
     async def connectors(self) -> list[ConnectorInfo]:
+        """Every registered connector (none is sync in-process)."""
         return [
             ConnectorInfo(c.name, c.task_type_name, int(c.task_type_version), False)
             for c in self.registry.list_connectors()
         ]
 
-    async def task_template(self, category: TaskCategory, custom: dict | None = None) -> tasks_pb2.TaskTemplate:
+    async def task_template(
+        self, category: TaskCategory, custom: dict[str, Any] | None = None
+    ) -> tasks_pb2.TaskTemplate:
+        """The connector's declared template (its typed interface)."""
         return self.connector(category).task_template(custom)
 
     def input_defaults(self, category: TaskCategory) -> dict[str, Any]:
@@ -123,7 +127,9 @@ class LocalTransport(Transport):
         if workers is not None:
             workers.shutdown()  # blocking calls still running finish on their own; nobody waits for them
 
-    def _resolve(self, category: TaskCategory, data: bytes, optional: str = "") -> tuple[AsyncConnector[Any], ResourceMeta]:
+    def _resolve(
+        self, category: TaskCategory, data: bytes, optional: str = ""
+    ) -> tuple[AsyncConnector[Any], ResourceMeta]:
         connector = self.connector(category)
         if optional and not connector.supports(optional):
             what = "metrics" if optional == "get_metrics" else "logs"

@@ -10,23 +10,26 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
+from ..session import Session
 from . import reprs
 from .render_scheduler import Throttle, ThrottledView
 from .run_view import button, enable, html_widget, submit
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ..session import AsyncSession
 
 
 class Dashboard(ThrottledView, w.VBox):
     """Every run of ``session``: counts (``cnb-counts``), a table, "Cancel run" and "Cancel all"."""
 
-    def __init__(self, session: Session, *, max_rows: int = 200, interval: float = 0.25, tick: float = 1.0) -> None:
+    def __init__(
+        self, session: Session | AsyncSession, *, max_rows: int = 200, interval: float = 0.25, tick: float = 1.0
+    ) -> None:
         super().__init__()
         self.session = session
         self.max_rows = max_rows
         self.tick = tick
-        self._async = getattr(session, "async_session", session)
+        self._async: AsyncSession = session.async_session if isinstance(session, Session) else session
         self._message = ""
         self.counts = html_widget("cnb-counts")
         self.table = html_widget("cnb-runs")

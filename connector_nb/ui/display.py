@@ -44,7 +44,7 @@ def _filtered(bundle: dict[str, Any], include: Iterable[str] | None, exclude: It
     return bundle
 
 
-def _bundle(obj: Any, text: str, html: str, make_view: Callable[[], Any], include: Any, exclude: Any) -> dict:
+def _bundle(obj: Any, text: str, html: str, make_view: Callable[[], Any], include: Any, exclude: Any) -> dict[str, Any]:
     bundle: dict[str, Any] = {"text/plain": text, "text/html": html}
     wanted = (not include or WIDGET_MIME in include) and not (exclude and WIDGET_MIME in exclude)
     if wanted and widgets_available():
@@ -55,7 +55,9 @@ def _bundle(obj: Any, text: str, html: str, make_view: Callable[[], Any], includ
     return _filtered(bundle, include, exclude)
 
 
-def run_mimebundle(run: Run, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> dict:
+def run_mimebundle(
+    run: Run, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+) -> dict[str, Any]:
     """``Run._repr_mimebundle_``: text/plain, text/html and, in a kernel with ipywidgets, a live RunView."""
     def make() -> Any:
         from .run_view import RunView
@@ -67,7 +69,7 @@ def run_mimebundle(run: Run, include: Iterable[str] | None = None, exclude: Iter
 
 def session_mimebundle(
     session: Session | AsyncSession, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """``Session._repr_mimebundle_``: text/plain, text/html and, in a kernel with ipywidgets, a Dashboard."""
     def make() -> Any:
         from .dashboard import Dashboard
@@ -94,7 +96,9 @@ class SessionUI:
 
         return w.VBox([LaunchPanel(self.session), Dashboard(self.session)])
 
-    def _repr_mimebundle_(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> dict:
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, Any]:
         text = "launch panel and dashboard (live widgets need a Jupyter frontend)\n" + reprs.session_text(self.session)
         return _bundle(self, text, reprs.session_html(self.session), self.widget, include, exclude)
 

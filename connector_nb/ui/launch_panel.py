@@ -228,7 +228,7 @@ class LaunchPanel(w.VBox):
 
     @property
     def run_views(self) -> list[RunView]:
-        return list(self.views.children)  # type: ignore[arg-type]
+        return list(self.views.children)
 
 
 def _one_line(error: BaseException) -> str:

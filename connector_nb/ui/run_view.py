@@ -261,7 +261,7 @@ def metrics_table_html(frame: pd.DataFrame, max_rows: int = 200) -> str:
     if frame.empty:
         return "<i class='cnb-metrics'>no metrics</i>"
     note = f"<div>last {max_rows} of {len(frame)} points</div>" if len(frame) > max_rows else ""
-    return note + frame.tail(max_rows).to_html(index=False, border=0, classes="cnb-metrics")
+    return note + str(frame.tail(max_rows).to_html(index=False, border=0, classes="cnb-metrics"))
 
 
 def metrics_png(frame: pd.DataFrame) -> bytes:

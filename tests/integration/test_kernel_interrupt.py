@@ -8,6 +8,9 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+import pytest
+from jupyter_client.manager import start_new_kernel
+
 # Prints "waiting" once the kernel's main thread is blocked inside the wait (a condition, not a delay).
 ANNOUNCE = """
 import sys, threading, time
@@ -26,8 +29,6 @@ def announce_when_waiting():
     threading.Thread(target=watch, daemon=True).start()
 """
 
-import pytest
-from jupyter_client.manager import start_new_kernel
 
 
 def _execute(client: Any, code: str, interrupt_after: str | None = None, km: Any = None,
