@@ -186,6 +186,17 @@ def dual(
     return method
 
 
+def submit(
+    coro: Coroutine[Any, Any, R], loop: asyncio.AbstractEventLoop,
+    callback: Callable[[concurrent.futures.Future[R]], None] | None = None,
+) -> concurrent.futures.Future[R]:
+    """Run ``coro`` on ``loop`` from any thread; ``callback(future)`` is called when it ends."""
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    if callback is not None:
+        future.add_done_callback(callback)
+    return future
+
+
 class Same(Generic[R]):
     """A facade attribute that reads the same attribute of the object it wraps (``getattr(self, via)``)."""
 

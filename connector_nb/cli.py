@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from ._args import parse_assignments, parse_json_object
 from .errors import ConnectorNbError
+from .frames import clock
 
 if TYPE_CHECKING:
     from .session import Run, Session
@@ -104,7 +105,7 @@ def _follow(run: Run, out: TextIO) -> None:
     while True:
         done = run.done
         for t in run.transitions[shown:]:
-            print(f"{t.at:%H:%M:%S.%f}"[:-3] + f"  {t.phase:<17} {t.message}", file=out, flush=True)
+            print(f"{clock(t.at)}  {t.phase:<17} {t.message}", file=out, flush=True)
         shown = len(run.transitions)
         if done or time.monotonic() >= next_logs:
             lines = _print_new_logs(run, lines, out)

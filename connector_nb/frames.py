@@ -71,17 +71,26 @@ def metrics_frame(response: agent_pb2.GetTaskMetricsResponse) -> pd.DataFrame:
     return cast("pd.DataFrame", frame)
 
 
+def time_in_phases(transitions: Iterable[TransitionLike], until: datetime | None = None) -> list[float]:
+    """Seconds spent in each transition's phase (the last one up to ``until``, or now while live)."""
+    items = list(transitions)
+    end = until or datetime.now(timezone.utc)
+    return [max(0.0, ((items[i + 1].at if i + 1 < len(items) else end) - t.at).total_seconds())
+            for i, t in enumerate(items)]
+
+
+def clock(at: datetime) -> str:
+    """A transition time as shown to people: ``HH:MM:SS.mmm``."""
+    return f"{at:%H:%M:%S.%f}"[:-3]
+
+
 def transitions_frame(transitions: Iterable[TransitionLike], until: datetime | None = None) -> pd.DataFrame:
     """One row per transition, with the time spent in each phase (the last one up to ``until`` or now)."""
     import pandas as pd
 
     items = list(transitions)
-    end = until or datetime.now(timezone.utc)
-    rows = []
-    for i, t in enumerate(items):
-        nxt = items[i + 1].at if i + 1 < len(items) else end
-        rows.append({"phase": t.phase, "message": t.message, "at": t.at,
-                     "duration_s": max(0.0, (nxt - t.at).total_seconds()), "flag": t.flag})
+    rows = [{"phase": t.phase, "message": t.message, "at": t.at, "duration_s": spent, "flag": t.flag}
+            for t, spent in zip(items, time_in_phases(items, until))]
     return cast("pd.DataFrame", pd.DataFrame(rows, columns=["phase", "message", "at", "duration_s", "flag"]))
 
 

@@ -91,7 +91,7 @@ class ConnectorMagics(Magics):
             return value
         try:
             return self.session.get_run(token)
-        except KeyError as e:
+        except LookupError as e:
             raise usage(e) from None
 
     # -- the magic -------------------------------------------------------------------------------

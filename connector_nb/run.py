@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Generator, Iterable, Mapping, Protocol
 
-from ._engine import bridged, dual
+from ._engine import bridged, dual, submit
 from .connector import Resource, is_terminal, phase_rank
 from .errors import ConnectorNbError, EngineError, PollingStoppedError
 from .polling import Poller, PollPolicy, with_deadline
@@ -300,10 +300,7 @@ class Run(Observable):
         self, coro: Coroutine[Any, Any, Any], callback: Callable[[concurrent.futures.Future[Any]], None] | None = None
     ) -> concurrent.futures.Future[Any]:
         """Run ``coro`` on this run's loop from any thread; ``callback(future)`` is called when it ends."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        if callback is not None:
-            future.add_done_callback(callback)
-        return future
+        return submit(coro, self._loop, callback)
 
     def resume(self) -> None:
         """Start (or restart) auto-polling, e.g. after step mode or after polling stopped on errors."""

@@ -17,7 +17,7 @@ from collections import deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Mapping, TypeVar
 
-from ._engine import ENGINE, Same, await_on, blocking, run_blocking, same
+from ._engine import ENGINE, Same, await_on, blocking, run_blocking, same, submit
 from .errors import (
     CallTimeoutError,
     ConnectorNbError,
@@ -174,8 +174,9 @@ class AsyncSession(Observable):
         history = [Transition(t["phase"], t["message"], datetime.fromisoformat(t["at"]), flag=t.get("flag", ""))
                    for t in row["transitions"]]
         template = tasks_pb2.TaskTemplate.FromString(row["template"])
-        run = Run(self, TaskCategory(row["task_type"], row["version"]), template, dict(row["inputs"]), row["resource_meta"], row["output_prefix"] or "", poll or self.poll, True,
-                  run_id, started_at=row["started_at"], history=history)
+        run = Run(self, TaskCategory(row["task_type"], row["version"]), template, dict(row["inputs"]),
+                  row["resource_meta"], row["output_prefix"] or "", poll or self.poll, True, run_id,
+                  started_at=row["started_at"], history=history)
         run._journaled = len(history)
         self._add(run, journaled=True)
         if run.live:
@@ -228,10 +229,7 @@ class AsyncSession(Observable):
         self, coro: Coroutine[Any, Any, T], callback: Callable[[concurrent.futures.Future[T]], None] | None = None
     ) -> concurrent.futures.Future[T]:
         """Run ``coro`` on this session's loop from any thread; ``callback(future)`` is called when it ends."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        if callback is not None:
-            future.add_done_callback(callback)
-        return future
+        return submit(coro, self._loop, callback)
 
     @property
     def output_dir(self) -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import html
 import traceback
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from ..frames import clock, time_in_phases
+from ..run import counts_text as plain_counts
 from ..secrets import redact
 
 if TYPE_CHECKING:
@@ -68,9 +69,7 @@ def _row(cells: Iterable[str]) -> str:
 def phase_durations(run: Run) -> list[tuple[Transition, float]]:
     """Each transition with the seconds spent in it (the last one up to the end, or now while live)."""
     items = list(run.transitions)
-    end = run.ended_at or datetime.now(timezone.utc)
-    return [(t, max(0.0, ((items[i + 1].at if i + 1 < len(items) else end) - t.at).total_seconds()))
-            for i, t in enumerate(items)]
+    return list(zip(items, time_in_phases(items, run.ended_at)))
 
 
 def timeline_html(run: Run, max_rows: int = 200, current: str | None = None) -> str:
@@ -89,7 +88,7 @@ def timeline_html(run: Run, max_rows: int = 200, current: str | None = None) -> 
         if t.resource is not None:  # a step-mode poll: show what the connector returned, raw
             message += f"<br><code style='font-size:85%'>{esc(short(t.resource, 400))}</code>"
         spent = current if live and i == len(shown) - 1 else duration(secs)
-        rows.append(_row([badge(t.phase), message, f"{t.at:%H:%M:%S.%f}"[:-3], esc(spent)]))
+        rows.append(_row([badge(t.phase), message, clock(t.at), esc(spent)]))
     note = f"<div style='color:#6c757d'>… {hidden} earlier transitions not shown</div>" if hidden > 0 else ""
     return note + _table("cnb-timeline", ["phase", "message", "time", "in phase"], rows)
 
@@ -180,7 +179,8 @@ def counts_html(counts: Mapping[str, int]) -> str:
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
-    return " ".join(f"{p}={n}" for p, n in sorted(counts.items())) or "no runs yet"
+    """Phase counts as text, or "no runs yet"."""
+    return plain_counts(counts) or "no runs yet"
 
 
 def runs_table_html(runs: Sequence[Run], max_rows: int = 200) -> str:

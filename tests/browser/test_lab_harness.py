@@ -7,6 +7,7 @@ manager, Chromium), not at connector_nb's widgets.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -16,7 +17,7 @@ from .conftest import cell, open_notebook, run_cell, screenshot, write_notebook
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 LIVE_BADGE = '''\
-import threading, time
+import os, threading, time
 import ipywidgets as w
 
 def span(phase):
@@ -26,8 +27,10 @@ badge = w.HTML(value=span("QUEUED"))
 
 def advance():
     # Updates come from a thread after the cell finished: the browser must render them unprompted.
+    # Each step waits for the test's go-ahead file, so the test sees every state (no fixed delays).
     for phase in ("RUNNING", "SUCCEEDED"):
-        time.sleep(2)
+        while not os.path.exists("go-" + phase):
+            time.sleep(0.02)
         badge.value = span(phase)
 
 threading.Thread(target=advance, daemon=True).start()
@@ -60,8 +63,10 @@ def test_live_widget_updates_render_without_running_a_cell(lab_server, browser_p
 
     run_cell(page, 1)
     badge = cell(page, 1).locator(".jp-OutputArea-output .widget-html .cnb-phase-badge")
-    expect(badge).to_have_attribute("data-phase", "RUNNING")
-    expect(badge).to_have_attribute("data-phase", "SUCCEEDED")
+    for before, phase in (("QUEUED", "RUNNING"), ("RUNNING", "SUCCEEDED")):
+        expect(badge).to_have_attribute("data-phase", before)
+        (Path(lab_server.root_dir) / f"go-{phase}").touch()  # the kernel's thread moves on; no cell runs
+        expect(badge).to_have_attribute("data-phase", phase)
     expect(badge).to_have_text("SUCCEEDED")
 
     # The settings reached the frontend: 4.6's default windowing ("contentVisibility") and the news toast are off.

@@ -40,6 +40,7 @@ from connector_nb.registry import ConnectorRegistry
 from connector_nb.server import serve
 from connector_nb.session import Session
 from connector_nb.template import task_template
+from connector_nb.testing import wait_until
 from connector_nb.transports.base import TaskCategory
 from connector_nb.transports.grpc import GrpcTransport, parse_target
 
@@ -431,7 +432,8 @@ def test_reconnects_after_restart_on_same_port(recorder):
             run = session.launch("fake_job", seconds=1.0)
             first.stop()
             assert not first.running
-            time.sleep(0.3)  # the run keeps polling a dead service meanwhile
+            wait_until(lambda: run.unreachable_since is not None, what="the run to see the outage")
+            assert run.live and "unreachable since" in run.message  # and it keeps polling
             second = serve(_registry(), port=port, block=False)
             assert run.wait(60).phase == "SUCCEEDED"
             assert run.outputs == {"answer": 42}

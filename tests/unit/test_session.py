@@ -133,9 +133,9 @@ def test_retryable_failed_ends_polling(make_session):
     resource = run.wait(timeout=10)
     assert resource.phase == "RETRYABLE_FAILED" and resource.message == "throttled"
     calls = len(fake.calls)
-    wait_until(lambda: run.done)
-    threading.Event().wait(0.1)
-    assert len(fake.calls) == calls  # no further gets: it does not spin
+    assert run.done and run._poller is None  # no poller left: it does not spin
+    run.session.submit(asyncio.sleep(0)).result(timeout=10)  # let the engine loop turn once more
+    assert len(fake.calls) == calls
 
 
 def test_failed_phase_keeps_message(make_session):
@@ -239,8 +239,7 @@ def test_blocking_connector_does_not_stall_the_loop(make_session):
 def test_step_mode_polls_only_on_refresh(make_session):
     fake = FakeConnector(script=["RUNNING", "RUNNING", "SUCCEEDED"])
     run = make_session(fake).launch("fake", autopoll=False)
-    threading.Event().wait(0.05)
-    assert run.get_calls == 0
+    assert run._poller is None and run.get_calls == 0  # nothing polls a step-mode run
     with pytest.raises(EngineError, match="step mode"):
         run.wait(timeout=1)
     run.refresh()
