@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from _soak import soak  # noqa: E402
+from _soak import soak
 
 
 @pytest.mark.timeout(240)
