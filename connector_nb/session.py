@@ -10,30 +10,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import shutil
-import tempfile
 import uuid
 from collections import deque
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Mapping, TypeVar
 
 from ._engine import ENGINE, Same, await_on, blocking, run_blocking, same, submit
-from .errors import (
-    CallTimeoutError,
-    ConnectorNbError,
-    CreateOutcomeUnknownError,
-    EngineError,
-    SessionClosedError,
-)
-from .polling import PollPolicy, with_deadline
-from .run import Observable, Observer, Run, Transition, counts_text, phase_counts, utcnow
-from .secrets import mask_error
+from ._scratch import Scratch
+from .errors import ConnectorNbError, EngineError, SessionClosedError
+from .polling import PollPolicy
+from .recovery import Ledger, history, open_journal
+from .run import Observable, Observer, Run, Transition, counts_text, phase_counts
 from .transports import ConnectorInfo, TaskCategory, Transport, make_transport
 
 if TYPE_CHECKING:
     import pandas as pd
     from flyteidl.admin import agent_pb2
-    from flyteidl.core import literals_pb2, tasks_pb2
+    from flyteidl.core import tasks_pb2
 
     from .journal import Journal
     from .registry import ConnectorRegistry
@@ -66,8 +58,9 @@ class AsyncSession(Observable):
         self.retain = retain
         #: The session the user holds (the ``Session`` facade when there is one); runs report it.
         self.public: Session | AsyncSession = self
-        self.journal = _open_journal(journal)
-        self._output_dir, self._scratch = output_dir, output_dir is None
+        self.journal = open_journal(journal)
+        self._ledger = Ledger(self.journal, self.target)
+        self._scratch = Scratch(output_dir)
         self._by_id: dict[str, Run] = {}
         self._finished: deque[str] = deque()
         self._observers: list[Observer] = []
@@ -96,8 +89,9 @@ class AsyncSession(Observable):
         """
         self._check_open()
         values = {**(inputs or {}), **kwargs}
-        category, template, defaults = await self._resolve(task, version, custom, values)
         from .template import bind_inputs, execution_metadata
+
+        category, template, defaults = await self.transport.resolve(task, version, custom, values)
 
         literals = bind_inputs(template, values, defaults)
         policy = poll or self.poll
@@ -105,40 +99,15 @@ class AsyncSession(Observable):
         prefix = output_prefix or os.path.join(self.output_dir, run_id)
         all_inputs = {**defaults, **values}
         metadata = execution_metadata(template, run_id, task_execution_metadata)
-        if self.journal is not None:
-            self.journal.intent(run_id=run_id, task_type=category.name, version=category.version,
-                                target=self.target, inputs=all_inputs, template=template.SerializeToString(),
-                                output_prefix=prefix, started_at=utcnow())
-        meta = await self._create(run_id, category, template, literals, prefix, metadata, policy, all_inputs)
+        meta = await self._ledger.create(
+            self.transport.create(template, literals, prefix, metadata), run_id=run_id, category=category,
+            template=template.SerializeToString(), prefix=prefix, inputs=all_inputs, timeout=policy.create_timeout,
+        )
         run = Run(self, category, template, all_inputs, meta, prefix, policy, autopoll, run_id)
         self._add(run)
         if autopoll:
             run._start_poller()
         return run
-
-    async def _create(
-        self, run_id: str, category: TaskCategory, template: tasks_pb2.TaskTemplate,
-        literals: literals_pb2.LiteralMap, prefix: str, metadata: agent_pb2.TaskExecutionMetadata,
-        policy: PollPolicy, values: Mapping[str, Any],
-    ) -> bytes:
-        """Call ``create`` once, within its deadline, and journal what became of it."""
-        try:
-            call = self.transport.create(template, literals, prefix, metadata)
-            meta = await with_deadline(call, policy.create_timeout, "create", category.name)
-        except (CallTimeoutError, CreateOutcomeUnknownError) as e:
-            unknown = e if isinstance(e, CreateOutcomeUnknownError) else \
-                CreateOutcomeUnknownError(run_id, category.name, str(e))
-            if self.journal is not None:
-                self.journal.outcome_unknown(run_id, str(mask_error(unknown, values)))
-            raise mask_error(unknown, values) from e
-        except Exception as e:
-            masked = mask_error(e, values)
-            if self.journal is not None:
-                self.journal.create_failed(run_id, str(masked))
-            raise masked  # noqa: B904 (the chain is kept, masked)
-        if self.journal is not None:
-            self.journal.created(run_id, meta)
-        return meta
 
     async def launch_many(
         self, /, task: str | tasks_pb2.TaskTemplate, inputs: Iterable[Mapping[str, Any]], **options: Any
@@ -154,38 +123,33 @@ class AsyncSession(Observable):
         """What the target offers: name, task type, version."""
         return await self.transport.connectors()
 
-    # -- recovery --------------------------------------------------------------------------------
+    # -- recovery ------------------------------------------------------------------------------
     def recover(self, /) -> pd.DataFrame:
         """Runs that earlier processes left unfinished (from the journal): id, task type, target, age, phase."""
         from .frames import recovery_frame
 
-        rows = self._need_journal("recover").unfinished(exclude_pid=os.getpid())
-        return recovery_frame([r for r in rows if r["run_id"] not in self._by_id])
+        return recovery_frame([r for r in self._ledger.unfinished("recover") if r["run_id"] not in self._by_id])
 
     async def reattach(self, /, run_id: str, *, poll: PollPolicy | None = None) -> Run:
         """Track again a run from the journal (e.g. after a kernel died); the same Run if already tracked."""
         if run_id in self._by_id:
             return self._by_id[run_id]
-        row = self._need_journal("reattach").get(run_id)
-        if row["resource_meta"] is None:
-            raise ConnectorNbError(_why_not_reattachable(row))
+        row = self._ledger.reattachable(run_id)
         from flyteidl.core import tasks_pb2
 
-        history = [Transition(t["phase"], t["message"], datetime.fromisoformat(t["at"]), flag=t.get("flag", ""))
-                   for t in row["transitions"]]
-        template = tasks_pb2.TaskTemplate.FromString(row["template"])
-        run = Run(self, TaskCategory(row["task_type"], row["version"]), template, dict(row["inputs"]),
-                  row["resource_meta"], row["output_prefix"] or "", poll or self.poll, True, run_id,
-                  started_at=row["started_at"], history=history)
-        run._journaled = len(history)
-        self._add(run, journaled=True)
+        past = history(row)
+        run = Run(self, TaskCategory(row["task_type"], row["version"]),
+                  tasks_pb2.TaskTemplate.FromString(row["template"]), dict(row["inputs"]), row["resource_meta"],
+                  row["output_prefix"] or "", poll or self.poll, True, run_id, started_at=row["started_at"],
+                  history=past)
+        self._add(run, journaled=len(past))
         if run.live:
             run._start_poller()
         return run
 
     async def reattach_all(self, /, *, poll: PollPolicy | None = None) -> list[Run]:
         """Reattach every run ``recover()`` lists that has a handle to poll; returns them."""
-        rows = self._need_journal("reattach").unfinished(exclude_pid=os.getpid())
+        rows = self._ledger.unfinished("reattach")
         return [await self.reattach(r["run_id"], poll=poll) for r in rows if r["resource_meta"] is not None]
 
     # -- runs ------------------------------------------------------------------------------------
@@ -234,9 +198,7 @@ class AsyncSession(Observable):
     @property
     def output_dir(self) -> str:
         """Where runs write outputs by default: a scratch folder made on first use, removed on close."""
-        if self._output_dir is None:
-            self._output_dir = tempfile.mkdtemp(prefix="connector-nb-")
-        return self._output_dir
+        return self._scratch.path
 
     # -- ending ----------------------------------------------------------------------------------
     async def cancel_all(self, /, timeout: float | None = None) -> list[Run]:
@@ -256,9 +218,8 @@ class AsyncSession(Observable):
             run._stop_poller()
         await asyncio.sleep(0)  # let cancelled pollers unwind
         await self.transport.aclose()
-        if self.journal is not None:
-            self.journal.close()
-        self._remove_scratch()
+        self._ledger.close()
+        self._scratch.remove(r.resource.outputs for r in self._by_id.values() if r.resource is not None)
 
     async def __aenter__(self) -> AsyncSession:
         return self
@@ -276,26 +237,12 @@ class AsyncSession(Observable):
         if self._closed:
             raise SessionClosedError("this session is closed; create a new one")
 
-    def _need_journal(self, what: str) -> Journal:
-        if self.journal is None:
-            raise ConnectorNbError(f"{what} needs the journal, which this session has turned off (journal=False)")
-        return self.journal
-
-    def _add(self, run: Run, journaled: bool = False) -> None:
+    def _add(self, run: Run, journaled: int = 1) -> None:
+        """Track ``run``; its first ``journaled`` transitions are in the journal already (the intent: QUEUED)."""
         self._by_id[run.run_id] = run
-        if self.journal is not None:
-            if not journaled:
-                run._journaled = 1  # the intent row stands for "created"
-            run.on_change(self._journal_run)
+        self._ledger.watch(run, journaled)
         run.on_change(self._retire)
         run._notify()
-
-    def _journal_run(self, run: Run) -> None:
-        """Append the transitions the journal has not seen (it ignores any after a terminal one)."""
-        assert self.journal is not None
-        for t in run.transitions[run._journaled:]:
-            self.journal.transition(run.run_id, t.phase, t.message, t.at, t.flag)
-        run._journaled = len(run.transitions)
 
     def _retire(self, run: Run) -> None:
         """Keep at most ``retain`` finished runs in memory (the journal keeps them all)."""
@@ -306,32 +253,6 @@ class AsyncSession(Observable):
             old = self._by_id.pop(self._finished.popleft(), None)
             if old is not None:
                 old._observers.clear()
-
-    def _remove_scratch(self) -> None:
-        """Remove the scratch folder unless an output of a tracked run points into it."""
-        path = self._output_dir
-        if not self._scratch or path is None or not os.path.isdir(path):
-            return
-        for run in self._by_id.values():
-            outputs = run.resource.outputs if run.resource is not None else None
-            if outputs is not None and path in str(outputs):
-                return
-        shutil.rmtree(path, ignore_errors=True)
-
-    async def _resolve(
-        self, task: str | tasks_pb2.TaskTemplate, version: int, custom: Mapping[str, Any] | None,
-        values: Mapping[str, Any],
-    ) -> tuple[TaskCategory, tasks_pb2.TaskTemplate, dict[str, Any]]:
-        from .template import with_custom, with_inferred_interface
-
-        if not isinstance(task, str):
-            template = with_custom(task, custom)
-            return TaskCategory(template.type, template.task_type_version), template, {}
-        category = TaskCategory(task, version)
-        found = await self.transport.task_template(category, dict(custom) if custom else None)
-        # Remote targets publish no interface: infer it from the values.
-        template = found or with_inferred_interface(task, dict(values), custom=custom, version=version)
-        return category, template, self.transport.input_defaults(category)
 
     def __repr__(self, /) -> str:
         return f"<{type(self.public).__name__} {self.target} runs={len(self._by_id)} {counts_text(self.counts())}>"
@@ -461,27 +382,6 @@ def _running_loop() -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
     except RuntimeError:
         raise EngineError("AsyncSession must be created inside a running event loop; use Session otherwise") from None
-
-
-def _open_journal(journal: Journal | str | bool | None) -> Journal | None:
-    """The session's journal: on by default (``CONNECTOR_NB_HOME``), a path, a Journal, or off with False."""
-    if journal is False or journal is None:  # TEMP until the new journal lands
-        return None
-    from .journal import Journal
-
-    if isinstance(journal, Journal):
-        return journal
-    return Journal(None if journal in (None, True) else str(journal))
-
-
-def _why_not_reattachable(row: Mapping[str, Any]) -> str:
-    run_id = row["run_id"]
-    if row.get("unknown_outcome"):
-        return (f"run {run_id!r} cannot be polled: create() gave no answer, so there is no handle. The job may "
-                f"exist: look for execution name {run_id!r} in the external system")
-    if row.get("phase") == "CREATING":
-        return f"run {run_id!r} cannot be polled: its process died during create(); look for execution name {run_id!r}"
-    return f"run {run_id!r} cannot be polled: its handle was not stored (it carried a secret)"
 
 
 __all__ = ["RETAIN", "AsyncSession", "Run", "Session", "Transition"]

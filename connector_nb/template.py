@@ -161,3 +161,4 @@ def execution_metadata(
         task_id=template.id, node_execution_id=ids.NodeExecutionIdentifier(node_id="n0", execution_id=execution),
     )
     return agent_pb2.TaskExecutionMetadata(task_execution_id=task_execution, namespace="connector-nb")
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Sequence
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -62,6 +62,24 @@ class Transport(abc.ABC):
     def input_defaults(self, category: TaskCategory) -> dict[str, Any]:
         """Default input values of a task type, where the target declares them (in-process only)."""
         return {}
+
+    async def resolve(
+        self, task: str | tasks_pb2.TaskTemplate, version: int = 0, custom: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> tuple[TaskCategory, tasks_pb2.TaskTemplate, dict[str, Any]]:
+        """The category, template and input defaults for a launch of ``task`` (a type name or a template).
+
+        A target that publishes no interface (a remote service) gets one inferred from the values.
+        """
+        from ..template import with_custom, with_inferred_interface
+
+        if not isinstance(task, str):
+            template = with_custom(task, custom)
+            return TaskCategory(template.type, template.task_type_version), template, {}
+        category = TaskCategory(task, version)
+        found = await self.task_template(category, dict(custom) if custom else None)
+        template = found or with_inferred_interface(task, dict(values or {}), custom=custom, version=version)
+        return category, template, self.input_defaults(category)
 
     @abc.abstractmethod
     async def create(
