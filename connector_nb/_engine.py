@@ -29,15 +29,18 @@ class Engine:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop (EngineError before the first session)."""
         if self._loop is None:
             raise EngineError("the engine loop is not running; create a Session first")
         return self._loop
 
     @property
     def running(self) -> bool:
+        """Whether the loop thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
     def acquire(self) -> asyncio.AbstractEventLoop:
+        """Count one more user, starting the loop thread if it is the first; returns the loop."""
         with self._lock:
             self._users += 1
             if self._loop is None:
@@ -45,6 +48,7 @@ class Engine:
             return self._loop  # type: ignore[return-value]
 
     def release(self) -> None:
+        """Count one user less, stopping the loop thread with the last one."""
         with self._lock:
             self._users = max(0, self._users - 1)
             if self._users == 0 and self._loop is not None:

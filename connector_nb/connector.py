@@ -108,6 +108,7 @@ class Resource:
 
     @property
     def phase_value(self) -> int:
+        """The phase as a flyteidl ``TaskExecution.Phase`` number."""
         return PHASES[self.phase]
 
     @property
@@ -116,6 +117,7 @@ class Resource:
         return is_terminal(self.phase)
 
     def to_flyte_idl(self, output_types: Mapping[str, Any] | None = None) -> agent_pb2.Resource:
+        """This resource as ``flyteidl.admin.agent_pb2.Resource`` (dict outputs become a LiteralMap)."""
         from flyteidl.admin import agent_pb2
         from google.protobuf import json_format, struct_pb2
 
@@ -133,6 +135,7 @@ class Resource:
 
     @classmethod
     def from_flyte_idl(cls, pb: agent_pb2.Resource) -> Resource:
+        """A Resource from ``flyteidl.admin.agent_pb2.Resource``."""
         from google.protobuf import json_format
 
         return cls(

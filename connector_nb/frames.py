@@ -15,16 +15,20 @@ class TransitionLike(Protocol):
     """What a transition row needs (``run.Transition`` has it)."""
 
     @property
-    def phase(self) -> str: ...
+    def phase(self) -> str:
+        """The phase name."""
 
     @property
-    def message(self) -> str: ...
+    def message(self) -> str:
+        """The message recorded with it."""
 
     @property
-    def at(self) -> datetime: ...
+    def at(self) -> datetime:
+        """When it was recorded."""
 
     @property
-    def flag(self) -> str: ...
+    def flag(self) -> str:
+        """Why it is odd, if it is."""
 
 
 class RunLike(Protocol):
@@ -33,17 +37,21 @@ class RunLike(Protocol):
     run_id: str
 
     @property
-    def task_type(self) -> str: ...
+    def task_type(self) -> str:
+        """The task type name."""
 
-    def summary(self) -> dict[str, Any]: ...
+    def summary(self) -> dict[str, Any]:
+        """One row of a runs table."""
 
-    def timeline(self) -> pd.DataFrame: ...
+    def timeline(self) -> pd.DataFrame:
+        """The run's transitions as a frame."""
 
 
 class JournalLike(Protocol):
     """What ``with_history`` reads from a journal."""
 
-    def frame(self) -> pd.DataFrame: ...
+    def frame(self) -> pd.DataFrame:
+        """Every journaled run as a frame."""
 
 METRIC_COLUMNS = ["metric", "timestamp", "value"]
 

@@ -27,6 +27,7 @@ class Logs(str):
         return self
 
     def tail(self, n: int = 20) -> Logs:
+        """The last ``n`` lines."""
         return Logs(self.lines[-n:], self.structured[-n:], self.token)
 
     def __repr__(self) -> str:

@@ -76,6 +76,7 @@ class ConnectorMagics(Magics):
         return self._own
 
     def close(self) -> None:
+        """Close the magics' session (on ``%unload_ext``)."""
         own, self._own = self._own, None
         if own is not None:
             if self.shell.user_ns.get(SESSION_NAME) is own:

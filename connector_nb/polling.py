@@ -102,15 +102,20 @@ class Polled(Protocol):
     _started: float
 
     @property
-    def done(self) -> bool: ...
+    def done(self) -> bool:
+        """Whether polling has ended."""
 
-    async def _poll_once(self, timeout: float) -> None: ...
+    async def _poll_once(self, timeout: float) -> None:
+        """One get, applied to the run."""
 
-    async def _time_out(self) -> None: ...
+    async def _time_out(self) -> None:
+        """Cancel the run: its PollPolicy.timeout passed."""
 
-    def _unreachable(self, error: Exception) -> None: ...
+    def _unreachable(self, error: Exception) -> None:
+        """The service did not answer."""
 
-    def _get_failed(self, error: Exception, count: int) -> None: ...
+    def _get_failed(self, error: Exception, count: int) -> None:
+        """The connector's get failed (the count-th time in a row)."""
 
 
 class Poller:

@@ -82,13 +82,16 @@ class ConnectorRegistry:
 
     @_hybridmethod
     def list_connectors(self) -> list[AsyncConnector[Any]]:
+        """Every registered connector, in registration order."""
         return list(self._connectors.values())
 
     @_hybridmethod
     def unregister(self, task_type_name: str, task_type_version: int = 0) -> None:
+        """Remove the connector for a task type (no error when absent)."""
         self._connectors.pop((task_type_name, int(task_type_version)), None)
 
     def describe(self) -> list[str]:
+        """``"task_type (vN)"`` for each registered connector, for messages."""
         return [f"{t} (v{v})" for t, v in sorted(self._connectors)]
 
     def discover(self, group: str = ENTRY_POINT_GROUP) -> None:

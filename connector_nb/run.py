@@ -72,9 +72,11 @@ class RunOwner(Protocol):
     transport: Transport
 
     @property
-    def public(self) -> Any: ...
+    def public(self) -> Any:
+        """The session the user holds."""
 
-    def new_run_id(self, task_type: str, /) -> str: ...
+    def new_run_id(self, task_type: str, /) -> str:
+        """A fresh run id for a task type."""
 
 
 class WaitInterrupted(KeyboardInterrupt):

@@ -20,6 +20,7 @@ Step = str | Resource | BaseException
 
 @dataclass
 class FakeMeta(ResourceMeta):
+    """A fake job's handle: its id."""
     job_id: str
 
 
@@ -61,6 +62,7 @@ class FakeConnector(AsyncConnector[FakeMeta]):
 
     async def create(self, task_template: Any, output_prefix: str, inputs: dict[str, Any] | None = None,
                      **kwargs: Any) -> FakeMeta:
+        """Start a fake job (records the call and its inputs)."""
         job_id = f"job-{next(self._ids)}"
         self._enter("create", job_id)
         self.created[job_id] = dict(inputs or {})
@@ -68,13 +70,16 @@ class FakeConnector(AsyncConnector[FakeMeta]):
         return FakeMeta(job_id)
 
     async def get(self, resource_meta: FakeMeta, **kwargs: Any) -> Resource:
+        """The next step of the script for this job."""
         return self._step(resource_meta.job_id)
 
     async def delete(self, resource_meta: FakeMeta, **kwargs: Any) -> None:
+        """Mark the job deleted (idempotent)."""
         self._enter("delete", resource_meta.job_id)
         self.deleted.add(resource_meta.job_id)
 
     async def get_metrics(self, resource_meta: FakeMeta, **kwargs: Any) -> Any:
+        """Three samples of a ``load`` metric."""
         from flyteidl.admin import agent_pb2
         from flyteidl.core import metrics_pb2
         from google.protobuf import json_format, struct_pb2
@@ -119,6 +124,7 @@ class BlockingFakeConnector(FakeConnector):
         self.block = block
 
     def get(self, resource_meta: FakeMeta, **kwargs: Any) -> Resource:  # type: ignore[override]
+        """The next step, after blocking the worker thread for ``block`` seconds."""
         time.sleep(self.block)
         return self._step(resource_meta.job_id)
 

@@ -57,6 +57,7 @@ class LocalTransport(Transport):
         return self.connector(category).task_template(custom)
 
     def input_defaults(self, category: TaskCategory) -> dict[str, Any]:
+        """The connector's declared input defaults."""
         return dict(self.connector(category).input_defaults)
 
     async def create(
@@ -66,6 +67,7 @@ class LocalTransport(Transport):
         output_prefix: str,
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> bytes:
+        """Call the connector's ``create`` with Python inputs; returns its encoded metadata."""
         from ..literals import to_python_dict
         from ..template import interface_types
 
@@ -81,6 +83,7 @@ class LocalTransport(Transport):
         return meta.encode()
 
     async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
+        """Call ``get`` with the decoded metadata; checks it returned a Resource."""
         connector, meta = self._resolve(category, resource_meta)
         resource = await self._call(connector, "get", resource_meta=meta)
         if not isinstance(resource, Resource):
@@ -89,6 +92,7 @@ class LocalTransport(Transport):
         return resource
 
     async def delete(self, category: TaskCategory, resource_meta: bytes) -> None:
+        """Call ``delete`` with the decoded metadata."""
         connector, meta = self._resolve(category, resource_meta)
         await self._call(connector, "delete", resource_meta=meta)
 
@@ -101,6 +105,7 @@ class LocalTransport(Transport):
         end: datetime | None = None,
         step: timedelta | None = None,
     ) -> agent_pb2.GetTaskMetricsResponse:
+        """Call ``get_metrics`` (NotSupportedError when the connector has none)."""
         connector, meta = self._resolve(category, resource_meta, optional="get_metrics")
         return await self._call(connector, "get_metrics", resource_meta=meta, queries=list(queries),
                                 start_time=start, end_time=end, step=step)
@@ -108,6 +113,7 @@ class LocalTransport(Transport):
     async def get_logs(
         self, category: TaskCategory, resource_meta: bytes, lines: int = 0, token: str = ""
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        """Stream ``get_logs`` responses (a coroutine's one, or an async generator's)."""
         connector, meta = self._resolve(category, resource_meta, optional="get_logs")
         method = connector.get_logs
         kwargs = _accepted(method, {"resource_meta": meta, "lines": lines, "token": token})
@@ -123,6 +129,7 @@ class LocalTransport(Transport):
             yield result
 
     async def aclose(self) -> None:
+        """Let idle worker threads go; calls still running finish on their own."""
         workers, self._workers = self._workers, None
         if workers is not None:
             workers.shutdown()  # blocking calls still running finish on their own; nobody waits for them

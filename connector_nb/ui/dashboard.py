@@ -77,6 +77,7 @@ class Dashboard(ThrottledView, w.VBox):
 
     # -- actions (return at once; outcomes are shown by the next render) -------------------------
     def cancel_selected(self) -> None:
+        """Cancel the run chosen in the dropdown (returns at once)."""
         run_id = self.live_runs.value
         if run_id is None:
             return
@@ -90,6 +91,7 @@ class Dashboard(ThrottledView, w.VBox):
             f"cancel of {run_id} failed: {e}" if e else f"cancelled {run_id}"))
 
     def cancel_all(self) -> None:
+        """Cancel every live run (returns at once)."""
         self._say("cancelling all live runs…")
         submit(self._async, self._async.cancel_all(), lambda e, runs: self._say(
             f"cancel all failed: {e}" if e else f"cancelled {len(runs)} runs"))
@@ -99,6 +101,7 @@ class Dashboard(ThrottledView, w.VBox):
         self._throttle.mark()
 
     def close(self) -> None:
+        """Stop updates and close the widgets."""
         if self._stop_updates():
             for child in self._held():
                 child.close()

@@ -33,6 +33,7 @@ def widgets_available() -> bool:
 
 
 def widget_view_json(widget: Any) -> dict[str, Any]:
+    """The widget-view mime data that points a frontend at ``widget``."""
     return {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
 
 
@@ -89,6 +90,7 @@ class SessionUI:
         self.session = session
 
     def widget(self) -> Any:
+        """The launch panel over the dashboard."""
         import ipywidgets as w
 
         from .dashboard import Dashboard

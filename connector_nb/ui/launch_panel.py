@@ -37,6 +37,7 @@ class Field:
         self.name, self.type_name, self.widget, self._read = name, type_name, widget, read
 
     def value(self) -> Any:
+        """The typed value of the field (FormError when it does not parse)."""
         try:
             return self._read(self.widget.value)
         except ValueError as e:
@@ -228,6 +229,7 @@ class LaunchPanel(w.VBox):
 
     @property
     def run_views(self) -> list[RunView]:
+        """The RunViews of the runs launched from this panel."""
         return list(self.views.children)
 
 

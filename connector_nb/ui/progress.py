@@ -36,6 +36,7 @@ class Progress(w.VBox):
         self._throttle.flush()
 
     def runs(self) -> list[Run]:
+        """The runs counted."""
         return list(self._session.runs) if self._session is not None else self._runs
 
     def _render(self) -> None:
@@ -48,6 +49,7 @@ class Progress(w.VBox):
         self.label.value = f"{done}/{len(runs)} done {reprs.counts_html(counts)}"
 
     def close(self) -> None:
+        """Stop updates and close the widget."""
         self._throttle.close()
         for unsubscribe in self._unsubscribe:
             unsubscribe()

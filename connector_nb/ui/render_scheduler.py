@@ -114,6 +114,7 @@ class Throttle:
         self._render()
 
     def close(self) -> None:
+        """Stop rendering."""
         self.closed = True
 
     def _run(self) -> None:
@@ -146,6 +147,7 @@ class ThrottledView:
 
     @property
     def renders(self) -> int:
+        """How many renders this view has made."""
         return self._throttle.renders
 
     def _stop_updates(self) -> bool:

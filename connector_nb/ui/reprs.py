@@ -27,10 +27,12 @@ _MAX_TEXT = 2000
 
 
 def esc(value: Any) -> str:
+    """HTML-escaped text of a value."""
     return html.escape(str(value))
 
 
 def short(value: Any, limit: int = 200) -> str:
+    """A value's text, cut to ``limit`` characters."""
     text = repr(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -120,6 +122,7 @@ def error_html(errors: Iterable[BaseException | str]) -> str:
 
 
 def run_errors(run: Run) -> list[BaseException]:
+    """The errors to show for a run (connector error, polling stop)."""
     errors = [e for e in (run.polling_error, run.error) if e is not None]
     return errors[:1] if len(errors) == 2 and errors[0].__cause__ is errors[1] else errors
 
@@ -174,6 +177,7 @@ def run_html(run: Run) -> str:
 
 
 def counts_html(counts: Mapping[str, int]) -> str:
+    """Phase counts as badges."""
     items = " ".join(f"{badge(p)}&nbsp;{n}" for p, n in sorted(counts.items())) or "<i>no runs yet</i>"
     return f"<span class='cnb-counts'>{items}</span>"
 
@@ -194,6 +198,7 @@ def runs_table_html(runs: Sequence[Run], max_rows: int = 200) -> str:
 
 
 def session_text(session: Session | AsyncSession, max_rows: int = 20) -> str:
+    """A session as plain text: counts and the latest runs."""
     runs = list(session.runs)
     lines = [f"Session {session.target}: {len(runs)} runs; {counts_text(session.counts())}"]
     lines += [f"  {r.run_id:<24} {r.task_type:<14} {r.phase:<10} {duration(r.elapsed):>8}  {short(r.message, 60)}"
@@ -202,6 +207,7 @@ def session_text(session: Session | AsyncSession, max_rows: int = 20) -> str:
 
 
 def session_html(session: Session | AsyncSession, max_rows: int = 50) -> str:
+    """A session as HTML: counts and the latest runs."""
     runs = list(session.runs)
     return (f"<div class='cnb-session'><b>Session</b> {esc(session.target)}: {len(runs)} runs "
             f"{counts_html(session.counts())}{runs_table_html(runs, max_rows) if runs else ''}</div>")

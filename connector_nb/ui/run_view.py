@@ -27,12 +27,14 @@ LOGS_TAB, METRICS_TAB, OUTPUTS_TAB = range(3)
 
 
 def html_widget(css_class: str, value: str = "") -> w.HTML:
+    """An HTML widget with a CSS class (the DOM contract the browser tests select on)."""
     widget = w.HTML(value)
     widget.add_class(css_class)
     return widget
 
 
 def button(description: str, css_class: str, **kwargs: Any) -> w.Button:
+    """A button with a CSS class and a click handler."""
     widget = w.Button(description=description, layout=w.Layout(width="auto"), **kwargs)
     widget.add_class(css_class)
     return widget
@@ -248,6 +250,7 @@ class RunView(ThrottledView, w.VBox):
         submit(self.run, coro, done)
 
     def close(self) -> None:
+        """Stop updates and close the widgets."""
         self._stop_updates()
         for child in [*getattr(self, "children", ()), *(self._leaves() if hasattr(self, "outputs") else ())]:
             child.close()
@@ -258,6 +261,7 @@ class RunView(ThrottledView, w.VBox):
 
 
 def metrics_table_html(frame: pd.DataFrame, max_rows: int = 200) -> str:
+    """The latest metric points as an HTML table."""
     if frame.empty:
         return "<i class='cnb-metrics'>no metrics</i>"
     note = f"<div>last {max_rows} of {len(frame)} points</div>" if len(frame) > max_rows else ""
