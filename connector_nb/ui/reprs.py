@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..frames import clock, time_in_phases
@@ -97,18 +98,41 @@ def timeline_html(run: Run, max_rows: int = 200, current: str | None = None) -> 
 
 def links_html(log_links: Iterable[Any]) -> str:
     """Log links (flyteidl ``TaskLog``) as links opening in a new tab."""
-    links = [f"<a href='{esc(link.uri)}' target='_blank' rel='noopener'>{esc(link.name or link.uri)}</a>"
+    # A file:// link is dead in a browser (and a machine path in a saved notebook): name it, the Logs tab
+    # shows the lines.
+    links = [f"<span title='local file: see the Logs tab'>{esc(link.name or 'log')}</span>"
+             if link.uri.startswith("file:") else
+             f"<a href='{esc(link.uri)}' target='_blank' rel='noopener'>{esc(link.name or link.uri)}</a>"
              for link in log_links]
     return f"<span class='cnb-log-links'>{' · '.join(links)}</span>" if links else ""
 
 
+def _path_prefixes() -> list[tuple[str, str]]:
+    """Machine-specific path prefixes and what to show instead, longest first."""
+    import site
+    import sysconfig
+    import tempfile
+
+    pairs = [(p, "<site-packages>") for p in {*site.getsitepackages(), sysconfig.get_paths()["purelib"]}]
+    pairs += [(sysconfig.get_paths()["stdlib"], "<python>"), (tempfile.gettempdir(), "<tmp>"),
+              (str(Path(__file__).resolve().parents[2]), "<repo>"), (str(Path.home()), "~")]
+    return sorted(((str(Path(p)), short) for p, short in pairs if p), key=lambda pair: -len(pair[0]))
+
+
+def short_paths(text: str) -> str:
+    """``text`` with machine paths (site-packages, the stdlib, temp, home) shortened, for saved notebooks."""
+    for prefix, short in _path_prefixes():
+        text = text.replace(prefix, short)
+    return text
+
+
 def format_error(error: BaseException) -> str:
-    """The message and the traceback of the connector's own exception when there is one."""
+    """The message and the traceback of the connector's own exception when there is one (paths shortened)."""
     cause = getattr(error, "original", None) or error.__cause__ or error
     text = f"{type(error).__name__}: {error}\n"
     if cause is not error or error.__traceback__ is not None:
         text += "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-    return text
+    return short_paths(text)
 
 
 def error_html(errors: Iterable[BaseException | str]) -> str:

@@ -98,3 +98,19 @@ def test_ipython_formatter_uses_the_mimebundle(session, monkeypatch):
     assert "cnb-phase-badge" in data["text/html"] and display.WIDGET_MIME not in data
     data, _ = format_display_data(session)
     assert "SUCCEEDED=1" in data["text/plain"] and "cnb-counts" in data["text/html"]
+
+
+def test_tracebacks_and_local_log_links_carry_no_machine_paths(tmp_path):
+    import site
+
+    from flyteidl.core import execution_pb2
+
+    from connector_nb.ui.reprs import links_html, short_paths
+
+    site_dir = site.getsitepackages()[0]
+    text = short_paths(f'File "{site_dir}/pkg/mod.py", line 1\nFile "{tmp_path}/x.py"')
+    assert site_dir not in text and str(tmp_path) not in text and "<site-packages>/pkg/mod.py" in text
+    html = links_html([execution_pb2.TaskLog(name="sleep log", uri=f"file://{tmp_path}/job.log"),
+                       execution_pb2.TaskLog(name="console", uri="https://example.test/job")])
+    assert str(tmp_path) not in html and "sleep log" in html
+    assert "href='https://example.test/job'" in html and "target='_blank'" in html
