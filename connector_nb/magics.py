@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 #: The name of the current session in the user namespace.
 SESSION_NAME = "connector_session"
-SUBCOMMANDS = ("list", "launch", "status", "wait", "cancel", "logs", "metrics", "runs", "connect", "ui", "register")
+SUBCOMMANDS = ("list", "launch", "status", "wait", "cancel", "logs", "metrics", "runs", "connect", "ui", "register",
+               "recover", "reattach")
 
 
 def usage(message: Any) -> UsageError:
@@ -103,7 +104,7 @@ class ConnectorMagics(Magics):
     @argument("--wait", action="store_true", help="launch: wait until the run has finished")
     @argument("--custom", default=None, help="launch: the template's custom field, as a JSON object")
     @argument("--step", action="store_true", help="launch: step mode (no auto-polling; use Refresh/Step)")
-    @argument("--all", action="store_true", help="cancel: every live run of the session")
+    @argument("--all", action="store_true", help="cancel: every live run; reattach: every recoverable run")
     @argument("--override", action="store_true", help="register: replace a different connector of that task type")
     @line_cell_magic
     def connector(self, line: str, cell: str | None = None) -> Any:
@@ -123,6 +124,8 @@ class ConnectorMagics(Magics):
           %connector connect TARGET                     use Session(TARGET), e.g. grpc://host:8000
           %connector ui                                 launch panel and dashboard
           %connector register CLASSNAME [--override]    register a connector class from the namespace
+          %connector recover                            runs earlier kernels left unfinished (DataFrame)
+          %connector reattach RUN_ID | --all            track them again here (returns the Run or Runs)
 
           %%connector launch [--wait]                   the cell is YAML or JSON:
           task: sleep                                   {task, inputs, custom, version}
@@ -212,6 +215,22 @@ class ConnectorMagics(Magics):
         self._no_args(args)
         return self.session.runs_frame()
 
+    def _do_recover(self, args: Any, _cell: str | None) -> Any:
+        self._no_args(args)
+        return self.session.recover()
+
+    def _do_reattach(self, args: Any, _cell: str | None) -> Any:
+        if args.all:
+            if args.args:
+                raise UsageError("reattach takes a RUN_ID or --all, not both")
+            runs = self.session.reattach_all()
+            print(f"reattached {len(runs)} run(s)")
+            return runs
+        try:
+            return self.session.reattach(self._one(args, "reattach RUN_ID | --all"))
+        except ConnectorNbError as e:  # unknown id (lists recent ones), or no handle to poll
+            raise usage(e) from None
+
     def _do_connect(self, args: Any, _cell: str | None) -> None:
         from .session import Session
 
@@ -270,7 +289,7 @@ class ConnectorMagics(Magics):
     @staticmethod
     def _wait(run: Run) -> None:
         try:
-            run.wait()
+            run.wait()  # Ctrl-C: WaitInterrupted says in one line that the run goes on (as in the CLI's --follow)
         except ConnectorNbError as e:  # polling stopped on errors: the run (with .error) is still returned
             print(f"{run.run_id}: {e}", file=sys.stderr)
 

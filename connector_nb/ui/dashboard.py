@@ -6,7 +6,7 @@ drawn, so a session with thousands of runs stays cheap to show.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
@@ -42,7 +42,8 @@ class Dashboard(ThrottledView, w.VBox):
         self.cancel_all_button.on_click(lambda _b: self.cancel_all())
         controls = w.HBox([self.live_runs, self.cancel_run_button, self.cancel_all_button, self.status],
                           layout=w.Layout(align_items="center", flex_flow="row wrap"))
-        self.children = [self.counts, controls, self.table]
+        self.earlier = EarlierRuns(self._async) if self._async.journal is not None else None
+        self.children = [self.counts, controls, self.table, *([self.earlier] if self.earlier else [])]
         self.add_class("cnb-dashboard")
         self._throttle = Throttle(self._render, self._held, interval)
         self._unsubscribe = session.on_change(lambda _run: self._throttle.mark())
@@ -109,3 +110,61 @@ class Dashboard(ThrottledView, w.VBox):
 
 
 __all__ = ["Dashboard"]
+
+
+class EarlierRuns(w.VBox):
+    """"From earlier sessions": runs a dead kernel left unfinished, each with Reattach and Cancel.
+
+    Read from the journal when shown and on Refresh (not on every render: it is a database query).
+    """
+
+    def __init__(self, session: AsyncSession, max_rows: int = 20) -> None:
+        """List ``session.recover()`` (the latest ``max_rows``)."""
+        super().__init__()
+        self._async = session
+        self.max_rows = max_rows
+        self.header = html_widget("cnb-earlier-header")
+        self.refresh_button = button("Refresh", "cnb-earlier-refresh", icon="refresh")
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.rows = w.VBox()
+        self.status = html_widget("cnb-earlier-status")
+        self.add_class("cnb-earlier")
+        self.children = [w.HBox([self.header, self.refresh_button, self.status]), self.rows]
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the journal again."""
+        try:
+            frame = self._async.recover()
+        except Exception as e:  # a broken journal must not break the dashboard
+            self.header.value = f"<b>From earlier sessions</b>: {reprs.esc(e)}"
+            return
+        self.header.value = f"<b>From earlier sessions</b> ({len(frame)} unfinished)"
+        self.rows.children = [self._row(r) for r in frame.head(self.max_rows).itertuples()]
+        self.layout.display = None if len(frame) else "none"
+
+    def _row(self, row: Any) -> w.HBox:
+        label = html_widget("cnb-earlier-run")
+        unknown = " · <i>create outcome unknown</i>" if row.unknown_outcome else ""
+        label.value = (f"<code>{reprs.esc(row.run_id)}</code> {reprs.esc(row.task_type)} {reprs.badge(row.phase)} "
+                       f"{reprs.duration(row.age.total_seconds())} ago{unknown}")
+        reattach = button("Reattach", "cnb-earlier-reattach", icon="link")
+        cancel = button("Cancel", "cnb-earlier-cancel", icon="stop", button_style="danger")
+        reattach.on_click(lambda _b, rid=row.run_id: self._act(rid, cancel=False))
+        cancel.on_click(lambda _b, rid=row.run_id: self._act(rid, cancel=True))
+        return w.HBox([label, reattach, cancel], layout=w.Layout(align_items="center"))
+
+    def _act(self, run_id: str, cancel: bool) -> None:
+        async def work() -> Any:
+            run = await self._async.reattach(run_id)
+            if cancel:
+                await run.cancel_async()
+            return run
+
+        def done(error: BaseException | None, run: Any) -> None:
+            verb = "cancelled" if cancel else "reattached"
+            self.status.value = reprs.esc(f"{run_id}: {error}" if error else f"{verb} {run_id}: {run.phase}")
+            self.refresh()
+
+        self.status.value = reprs.esc(f"{'cancelling' if cancel else 'reattaching'} {run_id}…")
+        submit(self._async, work(), done)
