@@ -136,7 +136,9 @@ def recovery_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
     now = datetime.now(timezone.utc)
     records = [{"run_id": r["run_id"], "task_type": r["task_type"], "target": r["target"],
-                "age": now - r["started_at"], "phase": r["phase"], "unknown_outcome": bool(r["unknown_outcome"]),
+                "age": now - r["started_at"], "phase": r["phase"],
+                # an intent whose process died during create() is an unknown outcome too
+                "unknown_outcome": bool(r["unknown_outcome"]) or r["phase"] == "CREATING",
                 "started_at": r["started_at"], "message": r["message"]} for r in rows]
     return cast("pd.DataFrame", pd.DataFrame(records, columns=RECOVERY_COLUMNS))
 
