@@ -204,8 +204,10 @@ def resolve(names: Iterable[str], env_file: str | os.PathLike[str] | None = ".en
     The values are remembered, so ``mask`` hides them everywhere; a missing one is a SecretNotFoundError
     naming the variables that were tried.
     """
+    if isinstance(names, str):
+        raise TypeError(f"secret names must be a list or tuple of names, got the string {names!r}")
     names = list(names)
-    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+    if not all(isinstance(n, str) and n for n in names):
         raise TypeError(f"secret names must be non-empty strings, got {names!r}")
     found: dict[str, str] = {}
     file_values: dict[str, str | None] | None = None
