@@ -128,7 +128,7 @@ class JobStore:
     @property
     def directory(self) -> Path:
         """Where the records live (created 0700 on use; follows ``CONNECTOR_NB_HOME`` when no root was given)."""
-        return _private_dir((self._root or state_dir() / "jobs") / self.kind)
+        return _private_dir(_private_dir(self._root or state_dir() / "jobs") / self.kind)
 
     def _path(self, job_id: Any) -> Path:
         if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
