@@ -57,26 +57,33 @@ def phase_name(phase: int | str) -> str:
 
 @dataclass
 class ResourceMeta:
-    """Base of a connector's handle on its external job. Encoded as JSON bytes, never pickle."""
+    """Base of a connector's handle on its external job. Encoded as JSON bytes, never pickle.
+
+    ``decode`` treats the bytes as untrusted (they may come off the wire): size and nesting are bounded and
+    every field is checked against the dataclass annotations, so a forged meta is a MetadataError.
+    """
 
     def encode(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+        """The fields as compact JSON (finite numbers only, so ``decode`` can read them back)."""
+        try:
+            return json.dumps(dataclasses.asdict(self), separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as e:
+            raise MetadataError(f"cannot encode {type(self).__name__} as JSON: {e}") from None
 
     @classmethod
     def decode(cls, data: bytes) -> ResourceMeta:
-        try:
-            values = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as e:
-            raise MetadataError(f"malformed {cls.__name__} bytes: not JSON ({e}); got {data[:40]!r}") from None
+        """Rebuild the meta from ``encode``'s bytes; anything else is a MetadataError naming the field."""
+        from ._args import check_fields, loads_json
+
+        what = f"malformed {cls.__name__} bytes"
+        values = loads_json(data, what, MetadataError, allow_nan=False)
         if not isinstance(values, dict):
-            raise MetadataError(f"malformed {cls.__name__} bytes: expected a JSON object, got {type(values).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+            raise MetadataError(f"{what}: expected a JSON object, got {type(values).__name__}")
+        checked = check_fields(cls, values, what)
         try:
-            return cls(**values)
-        except TypeError as e:
-            raise MetadataError(
-                f"malformed {cls.__name__} bytes: {e}; expected fields: {', '.join(names) or 'none'}"
-            ) from None
+            return cls(**checked)
+        except (TypeError, ValueError) as e:  # a non-dataclass subclass, or a __post_init__ check
+            raise MetadataError(f"{what}: {e}") from None
 
 
 def _task_log(link: Any) -> execution_pb2.TaskLog:

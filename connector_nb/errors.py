@@ -99,3 +99,7 @@ class UnknownRunError(ConnectorNbError, LookupError):
 
 class AuthError(ConnectorNbError, PermissionError):
     """The connector service refused the call's credentials (UNAUTHENTICATED / PERMISSION_DENIED)."""
+
+
+class SecretNotFoundError(ConnectorNbError, LookupError):
+    """A secret a connector declares is neither in the environment nor in the ``.env`` file."""

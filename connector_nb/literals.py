@@ -6,18 +6,21 @@ the field, the offending type and the supported ones, so a bad input never reach
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from flyteidl.core import literals_pb2, types_pb2
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
+from ._args import MAX_DEPTH, check_nesting
 from .errors import InputError, LiteralConversionError
 from .secrets import MASK, is_secret_name
 
@@ -34,6 +37,33 @@ _SIMPLE_NAMES: dict[int, str] = {
     _S.INTEGER: "int", _S.FLOAT: "float", _S.STRING: "str", _S.BOOLEAN: "bool", _S.DATETIME: "datetime",
     _S.DURATION: "timedelta", _S.NONE: "None", _S.STRUCT: "json", _S.BINARY: "bytes", _S.ERROR: "error",
 }
+
+
+#: ``Binary.tag`` of msgpack-encoded values, as flytekit and Flyte 2 write dicts (STRUCT type).
+MSGPACK_TAG = "msgpack"
+#: ``Literal.metadata`` key marking a datetime that was naive (Flyte stores every datetime as UTC).
+NAIVE_DATETIME = "connector_nb.naive_datetime"
+_INT64 = (-(2**63), 2**63 - 1)
+#: Scalar types in the order union variants are tried, narrowest first (so 1 stays an int next to 2.5).
+_SCALAR_ORDER: tuple[Any, ...] = ()  # filled in below, once Blob and StructuredDataset exist
+#: What the values being converted are ("input", "output" or "value"), for error messages.
+_ROLE: ContextVar[str] = ContextVar("connector_nb_literal_role", default="input")
+
+
+@contextlib.contextmanager
+def _role(role: str | None) -> Iterator[None]:
+    if role is None:
+        yield
+        return
+    token = _ROLE.set(role)
+    try:
+        yield
+    finally:
+        _ROLE.reset(token)
+
+
+def _label(field: str) -> str:
+    return f"{_ROLE.get()} {field!r}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +83,8 @@ class StructuredDataset:
     format: str = ""
 
 
+_SCALAR_ORDER = (bool, int, float, str, dt.datetime, dt.timedelta, Blob, StructuredDataset)
+
 # ---------------------------------------------------------------------------------------------- types
 
 
@@ -66,7 +98,7 @@ def _py_name(py_type: Any) -> str:
 def _unsupported(py_type: Any, field: str, why: str = "") -> LiteralConversionError:
     reason = f" ({why})" if why else ""
     return LiteralConversionError(
-        f"input {field!r}: unsupported type {_py_name(py_type)}{reason}; expected {_SUPPORTED}"
+        f"{_label(field)}: unsupported type {_py_name(py_type)}{reason}; expected {_SUPPORTED}"
     )
 
 
@@ -144,12 +176,22 @@ def _common_type(found: list[Any]) -> Any:
         unique.remove(list[Any])  # an empty list fits any list type
     if len(unique) == 1:
         return unique[0]
-    if set(unique) == {int, float}:  # mixed numbers widen instead of falling back to JSON
-        return float
-    if type(None) in unique:
-        rest = _common_type([t for t in unique if t is not type(None)])
-        return Any if rest is Any else typing.Optional[rest]  # noqa: UP045 - a runtime type object
+    rest = [t for t in unique if t is not type(None)]
+    none = [type(None)] if len(rest) < len(unique) else []
+    if all(t in _SCALAR_ORDER for t in rest):
+        # Mixed scalars become a union, narrowest first, so each element keeps its own type ([1, 2.5]).
+        return typing.Union[tuple(sorted(rest, key=_SCALAR_ORDER.index) + none)]  # noqa: UP007
+    if none:
+        inner = _common_type(rest)
+        return Any if inner is Any else typing.Optional[inner]  # noqa: UP045 - a runtime type object
     return Any
+
+
+def _is_mixed(py_type: Any) -> bool:
+    """A union of two or more non-None types (as ``_common_type`` builds for mixed scalars)."""
+    if typing.get_origin(py_type) is not typing.Union:
+        return False
+    return len([a for a in typing.get_args(py_type) if a is not type(None)]) > 1
 
 
 def infer_type(value: Any) -> Any:
@@ -166,25 +208,25 @@ def _infer(value: Any, field: str) -> Any:
         items = [_infer(v, f"{field}[{i}]") for i, v in enumerate(value)]
         common = _common_type(items) if items else Any
         if common is Any and not all(isinstance(v, Mapping) for v in value):
-            # A list of JSON objects can be generic; a list of mixed scalars has no Flyte type.
+            # A list of JSON objects can be generic; a list mixing scalars and collections has no Flyte type.
             names = ", ".join(dict.fromkeys(_py_name(t) for t in items))
             raise LiteralConversionError(
-                f"input {field!r}: list elements have different types ({names}); declare the input's type"
+                f"{_label(field)}: list elements have different types ({names}); declare the input's type"
             )
-        return list[common]
+        return types.GenericAlias(list, (common,))
     if isinstance(value, Mapping):
         bad = [k for k in value if not isinstance(k, str)]
         if bad:
-            raise LiteralConversionError(f"input {field!r}: dict keys must be str, got {type(bad[0]).__name__}")
+            raise LiteralConversionError(f"{_label(field)}: dict keys must be str, got {type(bad[0]).__name__}")
         if not value:
             return dict
         try:
             common = _common_type([_infer(v, f"{field}[{k!r}]") for k, v in value.items()])
         except LiteralConversionError:
-            return dict  # untypeable values (e.g. mixed lists) are still fine as JSON
-        return dict if common is Any else dict[str, common]
+            return dict  # untypeable values (e.g. mixed lists) are still fine as msgpack
+        return dict if common is Any or _is_mixed(common) else types.GenericAlias(dict, (str, common))
     raise LiteralConversionError(
-        f"input {field!r}: cannot convert a {type(value).__name__}; expected {_SUPPORTED}"
+        f"{_label(field)}: cannot convert a {type(value).__name__}; expected {_SUPPORTED}"
     )
 
 
@@ -199,53 +241,97 @@ def _show(value: Any, field: str = "") -> str:
 
 
 def _mismatch(value: Any, lt: types_pb2.LiteralType, field: str) -> LiteralConversionError:
-    return LiteralConversionError(f"input {field!r}: expected {type_name(lt)}, got {_show(value, field)}")
+    return LiteralConversionError(f"{_label(field)}: expected {type_name(lt)}, got {_show(value, field)}")
 
 
 def _scalar(**kwargs: Any) -> literals_pb2.Literal:
     return literals_pb2.Literal(scalar=literals_pb2.Scalar(**kwargs))
 
 
-def _primitive(value: Any, simple: int) -> literals_pb2.Primitive | None:
+def _text(value: str, field: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LiteralConversionError(f"{_label(field)}: str is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def _datetime(value: dt.datetime, field: str) -> literals_pb2.Primitive:
+    """A datetime as a UTC Timestamp (naive means UTC); out-of-range values are a named error."""
+    try:
+        utc = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        prim = literals_pb2.Primitive()
+        prim.datetime.FromDatetime(utc)
+    except (OverflowError, ValueError) as e:
+        raise LiteralConversionError(f"{_label(field)}: datetime {value.isoformat()} is out of range: {e}") from None
+    return prim
+
+
+def _duration(value: dt.timedelta, field: str) -> literals_pb2.Primitive:
+    try:
+        prim = literals_pb2.Primitive()
+        prim.duration.FromTimedelta(value)
+    except (OverflowError, ValueError) as e:
+        raise LiteralConversionError(f"{_label(field)}: timedelta {value} is out of range: {e}") from None
+    return prim
+
+
+def _primitive(value: Any, simple: int, field: str) -> literals_pb2.Primitive | None:
     """The Primitive for ``value`` if it fits ``simple``, else None."""
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if simple == _S.INTEGER and is_int:
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise LiteralConversionError(
+                f"{_label(field)}: int {value if abs(value) < 10**30 else '(huge)'} does not fit in int64"
+            )
         return literals_pb2.Primitive(integer=value)
     if simple == _S.FLOAT and (is_int or isinstance(value, float)):
-        return literals_pb2.Primitive(float_value=float(value))
+        try:
+            return literals_pb2.Primitive(float_value=float(value))
+        except OverflowError:
+            raise LiteralConversionError(f"{_label(field)}: int is too large for a float") from None
     if simple == _S.STRING and isinstance(value, str):
-        return literals_pb2.Primitive(string_value=value)
+        return literals_pb2.Primitive(string_value=_text(value, field))
     if simple == _S.BOOLEAN and isinstance(value, bool):
         return literals_pb2.Primitive(boolean=value)
     if simple == _S.DATETIME and isinstance(value, dt.datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)  # naive means UTC
-        prim = literals_pb2.Primitive()
-        prim.datetime.FromDatetime(aware.astimezone(dt.timezone.utc).replace(tzinfo=None))
-        return prim
+        return _datetime(value, field)
     if simple == _S.DURATION and isinstance(value, dt.timedelta):
-        prim = literals_pb2.Primitive()
-        prim.duration.FromTimedelta(value)
-        return prim
+        return _duration(value, field)
     return None
+
+
+def _msgpack_literal(value: Mapping[Any, Any], field: str) -> literals_pb2.Literal:
+    """A dict as flytekit and Flyte 2 send it: msgpack bytes in a ``Binary`` tagged "msgpack"."""
+    import msgpack
+
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise LiteralConversionError(f"{_label(field)}: dict keys must be str, got {type(bad[0]).__name__}")
+    check_nesting(value, _label(field), LiteralConversionError)
+
+    def reject(obj: Any) -> Any:
+        raise TypeError(f"cannot encode a {type(obj).__name__}")
+
+    try:
+        packed = msgpack.packb(dict(value), use_bin_type=True, default=reject)
+    except (TypeError, ValueError, OverflowError, UnicodeEncodeError) as e:
+        raise LiteralConversionError(f"{_label(field)}: value cannot be encoded (msgpack): {e}") from None
+    return _scalar(binary=literals_pb2.Binary(value=packed, tag=MSGPACK_TAG))
 
 
 def _simple_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literals_pb2.Literal:
     if lt.simple == _S.NONE and value is None:
         return _scalar(none_type=literals_pb2.Void())
     if lt.simple == _S.STRUCT and isinstance(value, Mapping):
-        bad = [k for k in value if not isinstance(k, str)]
-        struct = struct_pb2.Struct()
-        try:
-            if bad:
-                raise ValueError(f"dict keys must be str, got {type(bad[0]).__name__}")
-            json_format.ParseDict(dict(value), struct)
-        except (ValueError, TypeError, json_format.ParseError) as e:
-            raise LiteralConversionError(f"input {field!r}: value is not JSON: {e}") from None
-        return _scalar(generic=struct)
-    prim = _primitive(value, lt.simple)
+        return _msgpack_literal(value, field)
+    prim = _primitive(value, lt.simple, field)
     if prim is None:
         raise _mismatch(value, lt, field)
-    return _scalar(primitive=prim)
+    literal = _scalar(primitive=prim)
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        literal.metadata[NAIVE_DATETIME] = "true"  # so it comes back naive, as it went in
+    return literal
 
 
 def _union_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literals_pb2.Literal:
@@ -262,8 +348,9 @@ def _union_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literal
 def _blob_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literals_pb2.Literal:
     if isinstance(value, str):  # a bare URI, as typed into a form
         value = Blob(value, lt.blob.format, lt.blob.dimensionality == types_pb2.BlobType.MULTIPART)
-    if not isinstance(value, Blob):
+    if not isinstance(value, Blob) or not isinstance(value.uri, str) or not isinstance(value.format, str):
         raise _mismatch(value, lt, field)
+    _text(value.uri + value.format, field)
     dim = types_pb2.BlobType.MULTIPART if value.multipart else types_pb2.BlobType.SINGLE
     meta = literals_pb2.BlobMetadata(type=types_pb2.BlobType(format=value.format, dimensionality=dim))
     return _scalar(blob=literals_pb2.Blob(metadata=meta, uri=value.uri))
@@ -272,8 +359,9 @@ def _blob_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literals
 def _dataset_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literals_pb2.Literal:
     if isinstance(value, str):
         value = StructuredDataset(value, lt.structured_dataset_type.format)
-    if not isinstance(value, StructuredDataset):
+    if not isinstance(value, StructuredDataset) or not isinstance(value.uri, str) or not isinstance(value.format, str):
         raise _mismatch(value, lt, field)
+    _text(value.uri + value.format, field)
     sd_type = types_pb2.StructuredDatasetType(format=value.format or lt.structured_dataset_type.format)
     meta = literals_pb2.StructuredDatasetMetadata(structured_dataset_type=sd_type)
     return _scalar(structured_dataset=literals_pb2.StructuredDataset(uri=value.uri, metadata=meta))
@@ -295,31 +383,38 @@ def _to_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literals_p
     if kind == "map_value_type":
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise _mismatch(value, lt, field)
-        entries = {k: _to_literal(v, lt.map_value_type, f"{field}[{k!r}]") for k, v in value.items()}
+        entries = {_text(k, field): _to_literal(v, lt.map_value_type, f"{field}[{k!r}]") for k, v in value.items()}
         return literals_pb2.Literal(map=literals_pb2.LiteralMap(literals=entries))
     if kind == "blob":
         return _blob_literal(value, lt, field)
     if kind == "structured_dataset_type":
         return _dataset_literal(value, lt, field)
-    raise LiteralConversionError(f"input {field!r}: unsupported literal type {kind}; expected {_SUPPORTED}")
+    raise LiteralConversionError(f"{_label(field)}: unsupported literal type {kind}; expected {_SUPPORTED}")
 
 
 def to_literal(
-    value: Any, lt: types_pb2.LiteralType | None = None, *, field: str = "value"
+    value: Any, lt: types_pb2.LiteralType | None = None, *, field: str = "value", role: str | None = None
 ) -> literals_pb2.Literal:
-    """Convert ``value`` to a Literal of type ``lt`` (inferred from the value when None), checking its type."""
-    return _to_literal(value, lt if lt is not None else types_pb2.LiteralType(), field)
+    """Convert ``value`` to a Literal of type ``lt`` (inferred from the value when None), checking its type.
+
+    ``role`` ("input", "output") names what the value is in error messages; the default is "input".
+    """
+    with _role(role):
+        check_nesting(value, _label(field), LiteralConversionError)
+        return _to_literal(value, lt if lt is not None else types_pb2.LiteralType(), field)
 
 
 def to_literal_map(
-    values: Mapping[str, Any], types: Mapping[str, types_pb2.LiteralType | Any] | None = None
+    values: Mapping[str, Any], types: Mapping[str, types_pb2.LiteralType | Any] | None = None,
+    *, role: str | None = None,
 ) -> literals_pb2.LiteralMap:
     """Convert named values; ``types`` holds LiteralTypes or Python types, missing names are inferred."""
     types = types or {}
-    literals = {
-        name: to_literal(value, literal_type(types[name], field=name) if name in types else None, field=name)
-        for name, value in values.items()
-    }
+    with _role(role):
+        literals = {
+            name: to_literal(value, literal_type(types[name], field=name) if name in types else None, field=name)
+            for name, value in values.items()
+        }
     return literals_pb2.LiteralMap(literals=literals)
 
 
@@ -337,20 +432,44 @@ def _json_ints(value: Any) -> Any:
     return value
 
 
-def _decode_scalar(scalar: literals_pb2.Scalar, field: str) -> Any:
-    kind = scalar.WhichOneof("value")
-    if kind == "primitive":
-        prim = scalar.primitive
-        which = prim.WhichOneof("value")
+def _unpack_msgpack(data: bytes, field: str) -> Any:
+    """msgpack bytes (from the wire: untrusted) as plain Python values; ext types are refused."""
+    import msgpack
+
+    def no_ext(code: int, _data: bytes) -> Any:
+        raise ValueError(f"msgpack extension type {code} is not supported")
+
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=no_ext, timestamp=0)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise LiteralConversionError(f"{_label(field)}: malformed msgpack value: {e}") from None
+    check_nesting(value, _label(field), LiteralConversionError)
+    return value
+
+
+def _decode_primitive(prim: literals_pb2.Primitive, field: str) -> Any:
+    which = prim.WhichOneof("value")
+    try:
         if which == "datetime":
             return prim.datetime.ToDatetime(tzinfo=dt.timezone.utc)
         if which == "duration":
             return prim.duration.ToTimedelta()
-        return getattr(prim, which) if which else None
+    except (OverflowError, ValueError) as e:
+        raise LiteralConversionError(f"{_label(field)}: {which} out of range: {e}") from None
+    return getattr(prim, which) if which else None
+
+
+def _decode_scalar(scalar: literals_pb2.Scalar, field: str) -> Any:
+    kind = scalar.WhichOneof("value")
+    if kind == "primitive":
+        return _decode_primitive(scalar.primitive, field)
     if kind == "none_type":
         return None
     if kind == "generic":
-        return _json_ints(json_format.MessageToDict(scalar.generic))
+        try:
+            return _json_ints(json_format.MessageToDict(scalar.generic))
+        except (ValueError, json_format.Error) as e:
+            raise LiteralConversionError(f"{_label(field)}: unreadable struct: {e}") from None
     if kind == "union":
         return _decode(scalar.union.value, field)
     if kind == "blob":
@@ -360,36 +479,52 @@ def _decode_scalar(scalar: literals_pb2.Scalar, field: str) -> Any:
         sd = scalar.structured_dataset
         return StructuredDataset(sd.uri, sd.metadata.structured_dataset_type.format)
     if kind == "binary":
+        if scalar.binary.tag == MSGPACK_TAG:
+            return _unpack_msgpack(scalar.binary.value, field)
         return scalar.binary.value
-    raise LiteralConversionError(f"value {field!r}: unsupported literal scalar {kind}; expected {_SUPPORTED}")
+    raise LiteralConversionError(f"{_label(field)}: unsupported literal scalar {kind}; expected {_SUPPORTED}")
 
 
-def _decode(literal: literals_pb2.Literal, field: str) -> Any:
+def _decode(literal: literals_pb2.Literal, field: str, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise LiteralConversionError(f"{_label(field)}: literal nested deeper than {MAX_DEPTH} levels")
     kind = literal.WhichOneof("value")
     if kind == "scalar":
-        return _decode_scalar(literal.scalar, field)
-    if kind == "collection":
-        return [_decode(v, f"{field}[{i}]") for i, v in enumerate(literal.collection.literals)]
-    if kind == "map":
-        return {k: _decode(v, f"{field}[{k!r}]") for k, v in literal.map.literals.items()}
-    raise LiteralConversionError(f"value {field!r}: unsupported literal {kind}; expected a scalar, list or map")
-
-
-def to_python(literal: literals_pb2.Literal, lt: types_pb2.LiteralType | None = None, *, field: str = "value") -> Any:
-    """Convert a Literal back to Python; blobs and datasets come back as ``Blob``/``StructuredDataset``."""
-    value = _decode(literal, field)
-    if lt is None or lt.WhichOneof("type") is None:
+        value = _decode_scalar(literal.scalar, field)
+        if isinstance(value, dt.datetime) and literal.metadata.get(NAIVE_DATETIME) == "true":
+            return value.replace(tzinfo=None)
         return value
-    # Re-encoding against the declared type both validates and applies to_literal's coercions (int -> float).
-    return _decode(_to_literal(value, lt, field), field)
+    if kind == "collection":
+        return [_decode(v, f"{field}[{i}]", depth + 1) for i, v in enumerate(literal.collection.literals)]
+    if kind == "map":
+        return {k: _decode(v, f"{field}[{k!r}]", depth + 1) for k, v in literal.map.literals.items()}
+    raise LiteralConversionError(f"{_label(field)}: unsupported literal {kind}; expected a scalar, list or map")
+
+
+def to_python(
+    literal: literals_pb2.Literal, lt: types_pb2.LiteralType | None = None, *, field: str = "value",
+    role: str | None = None,
+) -> Any:
+    """Convert a Literal back to Python; blobs and datasets come back as ``Blob``/``StructuredDataset``.
+
+    ``role`` ("input", "output") names what the value is in error messages; the default is "input".
+    """
+    with _role(role):
+        value = _decode(literal, field)
+        if lt is None or lt.WhichOneof("type") is None:
+            return value
+        # Re-encoding against the declared type both validates and applies to_literal's coercions (int -> float).
+        return _decode(_to_literal(value, lt, field), field)
 
 
 def to_python_dict(
-    lm: literals_pb2.LiteralMap, types: Mapping[str, types_pb2.LiteralType] | None = None
+    lm: literals_pb2.LiteralMap, types: Mapping[str, types_pb2.LiteralType] | None = None,
+    *, role: str | None = None,
 ) -> dict[str, Any]:
-    """Convert every entry of a LiteralMap, checking those named in ``types``."""
+    """Convert every entry of a LiteralMap, checking those named in ``types``; pass ``role="output"`` for outputs."""
     types = types or {}
-    return {name: to_python(lit, types.get(name), field=name) for name, lit in lm.literals.items()}
+    with _role(role):
+        return {name: to_python(lit, types.get(name), field=name) for name, lit in lm.literals.items()}
 
 
 # ------------------------------------------------------------------------------------------- pandas
@@ -420,9 +555,11 @@ def load_dataframe(sd: StructuredDataset) -> pandas.DataFrame:
     if not path.exists():
         raise InputError(f"cannot read structured dataset {sd.uri!r}: {path} does not exist")
     if not path.is_dir():
-        return reader(path)
+        frame: pandas.DataFrame = reader(path)
+        return frame
     # A directory holds part files (as Flyte writes them); hidden files like _SUCCESS markers are skipped.
     parts = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
     if not parts:
         raise InputError(f"cannot read structured dataset {sd.uri!r}: directory {path} has no files")
-    return pd.concat([reader(p) for p in parts], ignore_index=True)
+    combined: pandas.DataFrame = pd.concat([reader(p) for p in parts], ignore_index=True)
+    return combined

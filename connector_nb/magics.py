@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
-from ._args import parse_assignments, parse_json_object
+from ._args import MAX_DEPTH, MAX_TEXT, check_nesting, parse_assignments, parse_json_object
 from .errors import ConnectorNbError, InputError, UnknownTaskTypeError
 
 if TYPE_CHECKING:
@@ -38,10 +38,20 @@ def parse_cell(cell: str) -> dict[str, Any]:
     """A ``%%connector launch`` body: YAML or JSON with ``task`` and optional inputs, custom, version."""
     import yaml
 
+    if len(cell) > MAX_TEXT:
+        raise UsageError(f"cell is {len(cell)} characters, more than the {MAX_TEXT} allowed")
     try:
         spec = yaml.safe_load(cell) or {}
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise UsageError(f"cell is nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as e:
         raise usage(f"cell is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    except (ValueError, OverflowError) as e:  # a scalar YAML resolves but cannot build (2024-13-45, huge ints)
+        raise usage(f"cell has a value that cannot be read: {e}") from None
+    try:
+        check_nesting(spec, "cell")  # also catches self-referencing and exponential YAML aliases
+    except InputError as e:
+        raise UsageError(str(e)) from None
     if not isinstance(spec, dict) or "task" not in spec:
         raise UsageError("cell must be a mapping with a 'task' key, e.g. {task: sleep, inputs: {seconds: 1}}")
     unknown = set(spec) - {"task", "inputs", "custom", "version"}
@@ -165,7 +175,8 @@ class ConnectorMagics(Magics):
             if not args.args:
                 raise UsageError("launch needs a task type: %connector launch TASK k=v ...")
             try:
-                task, inputs = args.args[0], parse_assignments(args.args[1:])
+                task = args.args[0]
+                inputs = parse_assignments(args.args[1:], self._input_types(task, args.version or 0))
                 custom, version = parse_json_object(args.custom, "--custom"), 0
             except InputError as e:
                 raise usage(e) from None
@@ -275,6 +286,16 @@ class ConnectorMagics(Magics):
         print(f"registered {name} for task type {connector.task_type_name!r} v{connector.task_type_version}{note}")
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _input_types(self, task: str, version: int) -> Mapping[str, Any] | None:
+        """The in-process connector's declared input types, so ``k=v`` values are read as those types."""
+        registry = self.session.registry
+        if registry is None:
+            return None  # a remote target publishes no interface: values are read as JSON or text
+        try:
+            return dict(registry.get_connector(task, version).input_types)
+        except ConnectorNbError:
+            return None  # the unknown task type is reported by launch itself
+
     @staticmethod
     def _one(args: Any, form: str) -> str:
         if len(args.args) != 1:

@@ -3,6 +3,8 @@
 Output goes to a log file and CPU/RSS samples to a JSONL file, both under ``output_prefix``. The wrapper
 shell writes the exit status to an ``exitcode`` file, so a process that did not start the job (e.g. a
 restarted gRPC server) can still tell how it ended; in the creating process the Popen object is used.
+The job runs with a scrubbed environment (a few basics such as PATH, HOME and LANG plus the task's ``env``),
+never the caller's, and its record in the ``JobStore`` is what forged metadata is checked against.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ..connector import AsyncConnector, Resource, ResourceMeta
 from ..errors import InputError
-from ._common import (
+from ..helpers import (
+    JobStore,
     custom_dict,
     downsample,
+    expect_meta,
     file_log_link,
-    local_dir,
     log_stream,
     metric_result,
     metrics_response,
     new_job_id,
-    read_lines,
+    read_page,
+    read_samples,
+    safe_output_dir,
     wanted,
 )
+from ..secrets import mask, secret_values
 
 if TYPE_CHECKING:
     from flyteidl.admin import agent_pb2
@@ -43,6 +49,9 @@ _SAMPLE_EVERY = 0.2
 _KILL_AFTER = 2.0
 #: Tolerance when matching a live pid's start time to the metadata (guards against pid reuse).
 _START_TOLERANCE = 1.0
+#: The only variables a job inherits from the process that starts it; the rest (tokens!) stay behind.
+BASE_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass
@@ -65,21 +74,29 @@ class ShellConnector(AsyncConnector):
     input_defaults = {"env": None, "cwd": None}
     output_types = {"returncode": int, "stdout_path": str}
 
+    def __init__(self, output_root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Where ``output_prefix`` may point (default ``$CONNECTOR_NB_OUTPUT_ROOT``; None: anywhere without '..').
+        self.output_root = output_root or os.environ.get("CONNECTOR_NB_OUTPUT_ROOT") or None
+        self.jobs = JobStore("shell")
+
     def create(
         self, task_template: Any, output_prefix: str, inputs: dict[str, Any] | None = None,
         task_execution_metadata: Any = None, **kwargs: Any,
     ) -> ShellMeta:
         import psutil
 
-        command, env, cwd = _check_inputs({**self.input_defaults, **(inputs or {})})
+        values = {**self.input_defaults, **(inputs or {})}
+        command, env, cwd = _check_inputs(values)
+        secret_values(values)  # secret-named values (e.g. env API_KEY) are masked in this job's logs
         custom_dict(task_template)  # nothing configurable yet; parsing still rejects a malformed template
-        job_dir = local_dir(output_prefix) / f"shell-{new_job_id()}"
+        job_dir = safe_output_dir(output_prefix, self.output_root) / f"shell-{new_job_id()}"
         job_dir.mkdir()
         log_path, metrics_path = job_dir / "output.log", job_dir / "metrics.jsonl"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", _wrapped(command, job_dir)], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True,
+                stderr=subprocess.STDOUT, cwd=cwd, env=job_env(env), start_new_session=True,
             )
         with _PROCS_LOCK:
             _PROCS[proc.pid] = proc
@@ -89,11 +106,19 @@ class ShellConnector(AsyncConnector):
             started_at = time.time()
         threading.Thread(target=_sample, args=(proc, metrics_path), name=f"shell-sampler-{proc.pid}",
                          daemon=True).start()
-        return ShellMeta(pid=proc.pid, log_path=str(log_path), metrics_path=str(metrics_path),
+        meta = ShellMeta(pid=proc.pid, log_path=str(log_path), metrics_path=str(metrics_path),
                          started_at=started_at, output_prefix=str(output_prefix))
+        self.jobs.save(job_dir.name, vars(meta))
+        return meta
 
-    def get(self, resource_meta: ShellMeta, **kwargs: Any) -> Resource:
-        meta = resource_meta
+    def _meta(self, resource_meta: ResourceMeta) -> ShellMeta:
+        """``resource_meta`` if it matches a job this machine started (its paths included), else MetadataError."""
+        meta = expect_meta(resource_meta, ShellMeta)
+        self.jobs.check(Path(meta.log_path).parent.name, vars(meta))
+        return meta
+
+    def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
+        meta = self._meta(resource_meta)
         links = [file_log_link("shell log", meta.log_path)]
         custom: dict[str, Any] = {"pid": meta.pid, "log_path": meta.log_path}
         running, rc = _status(meta)
@@ -109,11 +134,11 @@ class ShellConnector(AsyncConnector):
         if rc == 0:
             return Resource("SUCCEEDED", "exit code 0", links, {"returncode": 0, "stdout_path": meta.log_path}, custom)
         reason = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
-        last = _last_line(Path(meta.log_path))
+        last = mask(_last_line(Path(meta.log_path)))
         return Resource("FAILED", f"{reason}: {last}" if last else reason, links, custom_info=custom)
 
-    def delete(self, resource_meta: ShellMeta, **kwargs: Any) -> None:
-        meta = resource_meta
+    def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
+        meta = self._meta(resource_meta)
         running, _ = _status(meta)
         if not running:
             return  # finished (or already killed): nothing to do, and a finished job keeps its phase
@@ -122,16 +147,22 @@ class ShellConnector(AsyncConnector):
             # SIGKILL stragglers later without blocking the caller.
             threading.Thread(target=_kill_later, args=(meta.pid,), name=f"shell-kill-{meta.pid}", daemon=True).start()
 
-    async def get_logs(self, resource_meta: ShellMeta, **kwargs: Any) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+    async def get_logs(
+        self, resource_meta: ResourceMeta, **kwargs: Any
+    ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         import asyncio
 
-        lines = await asyncio.to_thread(read_lines, Path(resource_meta.log_path))
-        async for response in log_stream(lines, kwargs.get("token") or "", kwargs.get("lines") or 0):
+        meta = self._meta(resource_meta)
+        lines, next_token = await asyncio.to_thread(
+            read_page, Path(meta.log_path), kwargs.get("token") or "", kwargs.get("lines") or 0
+        )
+        async for response in log_stream(lines, next_token=next_token):
             yield response
 
-    def get_metrics(self, resource_meta: ShellMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
-        samples = _read_samples(Path(resource_meta.metrics_path))
-        labels = {"pid": str(resource_meta.pid)}
+    def get_metrics(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+        meta = self._meta(resource_meta)
+        samples = read_samples(Path(meta.metrics_path))
+        labels = {"pid": str(meta.pid)}
         results = [
             metric_result(name, labels, downsample(((s["t"], s[name]) for s in samples), kwargs))
             for name in ("cpu_percent", "rss_bytes") if wanted(name, kwargs)
@@ -149,6 +180,13 @@ def _check_inputs(values: dict[str, Any]) -> tuple[str, dict[str, str] | None, s
     if cwd is not None and not (isinstance(cwd, str) and os.path.isdir(cwd)):
         raise InputError(f"shell: input 'cwd' must be an existing directory or None, got {cwd!r}")
     return command, env, cwd
+
+
+def job_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """A job's environment: the ``BASE_ENV`` basics of this process, then the task's own ``env``."""
+    env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+    env.setdefault("PATH", _DEFAULT_PATH)
+    return {**env, **(extra or {})}
 
 
 def _wrapped(command: str, job_dir: Path) -> str:
@@ -184,7 +222,7 @@ def _alive(meta: ShellMeta) -> bool:
     try:
         proc = psutil.Process(meta.pid)
         same = abs(proc.create_time() - meta.started_at) < _START_TOLERANCE
-        return same and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(same and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -261,16 +299,6 @@ def _last_line(path: Path, tail: int = 4096) -> str:
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
-
-
-def _read_samples(path: Path) -> list[dict[str, float]]:
-    samples = []
-    for line in read_lines(path):
-        try:
-            samples.append(json.loads(line))
-        except ValueError:
-            continue  # a line being written right now
-    return samples
 
 
 __all__ = ["ShellConnector", "ShellMeta"]

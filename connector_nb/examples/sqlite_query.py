@@ -3,6 +3,11 @@
 The worker records progress in ``<output_prefix>/<job_id>/status.json`` (plus a log and a metrics file),
 so ``get`` reads the state from disk and needs no in-memory job table. The in-memory part is only what
 cancelling needs: the cancel event and the connection to ``interrupt()``.
+
+Confinement: databases open read-only (``mode=ro``) unless the ``write`` input is true; an SQLite authorizer
+denies ATTACH (and with it VACUUM INTO), DETACH and ``load_extension``; with a ``database_root`` (constructor
+argument or ``$CONNECTOR_NB_SQLITE_ROOT``; set it whenever the connector is served) only databases under it
+can be opened, and with an ``output_root`` (or ``$CONNECTOR_NB_OUTPUT_ROOT``) results stay under it.
 """
 
 from __future__ import annotations
@@ -19,17 +24,21 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
 
 from ..connector import AsyncConnector, Resource, ResourceMeta
 from ..errors import InputError
-from ._common import (
+from ..helpers import (
+    JobStore,
     custom_dict,
     downsample,
     elapsed_label,
+    expect_meta,
     file_log_link,
-    local_dir,
+    is_within,
     log_stream,
     metric_result,
     metrics_response,
     new_job_id,
-    read_lines,
+    read_page,
+    read_samples,
+    safe_output_dir,
     wanted,
 )
 
@@ -47,7 +56,8 @@ class _LazyTypes(Mapping[str, Any]):
     and entry-point discovery imports this module, so keep that import off the discovery path."""
 
     def __init__(self, **specs: str) -> None:
-        self._specs, self._types = specs, {}
+        self._specs = specs
+        self._types: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._types:
@@ -98,32 +108,49 @@ class SQLiteQueryConnector(AsyncConnector):
     name = "SQLite Query Connector"
     task_type_name = "sqlite_query"
     metadata_type = SQLiteMeta
-    input_types = {"database": str, "query": str, "params": dict | None}
-    input_defaults = {"params": None}
+    input_types = {"database": str, "query": str, "params": dict | None, "write": bool}
+    input_defaults = {"params": None, "write": False}
     output_types = _LazyTypes(results="connector_nb.literals:StructuredDataset")
+
+    def __init__(self, database_root: str | None = None, output_root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Databases must be under this directory (None: any local file the process can read).
+        self.database_root = database_root or os.environ.get("CONNECTOR_NB_SQLITE_ROOT") or None
+        #: Where ``output_prefix`` may point (None: anywhere without '..').
+        self.output_root = output_root or os.environ.get("CONNECTOR_NB_OUTPUT_ROOT") or None
+        self.jobs = JobStore("sqlite_query")
 
     def create(
         self, task_template: Any, output_prefix: str, inputs: dict[str, Any] | None = None,
         task_execution_metadata: Any = None, **kwargs: Any,
     ) -> SQLiteMeta:
-        database, query, params = _check_inputs({**self.input_defaults, **(inputs or {})})
+        database, query, params, write = _check_inputs({**self.input_defaults, **(inputs or {})})
+        if self.database_root is not None and not is_within(database, self.database_root):
+            raise InputError(f"sqlite_query: input 'database' must be under {self.database_root}, got {database!r}")
         timeout = _timeout(custom_dict(task_template))
         job_id = new_job_id()
-        job_dir = local_dir(output_prefix) / job_id
+        job_dir = safe_output_dir(output_prefix, self.output_root) / job_id
         job_dir.mkdir()
         meta = SQLiteMeta(job_id=job_id, job_dir=str(job_dir), database=database)
+        self.jobs.save(job_id, vars(meta))
         job = _Job()
         with _JOBS_LOCK:
             _JOBS[job_id] = job
         # Written before the thread starts, so get always finds a status.
         _write_status(job_dir, phase="QUEUED", message="queued", rows=0, started=None, finished=None,
                       pid=os.getpid())
-        threading.Thread(target=_run, args=(meta, query, params, timeout, job), name=f"sqlite-{job_id}",
+        threading.Thread(target=_run, args=(meta, query, params, timeout, write, job), name=f"sqlite-{job_id}",
                          daemon=True).start()
         return meta
 
-    def get(self, resource_meta: SQLiteMeta, **kwargs: Any) -> Resource:
-        meta = resource_meta
+    def _meta(self, resource_meta: ResourceMeta) -> SQLiteMeta:
+        """``resource_meta`` if it matches a job this machine created (paths included), else MetadataError."""
+        meta = expect_meta(resource_meta, SQLiteMeta)
+        self.jobs.check(meta.job_id, vars(meta))
+        return meta
+
+    def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
+        meta = self._meta(resource_meta)
         job_dir = Path(meta.job_dir)
         links = [file_log_link("sqlite query log", job_dir / "query.log")]
         status = _read_status(job_dir)
@@ -142,7 +169,8 @@ class SQLiteQueryConnector(AsyncConnector):
             outputs = {"results": StructuredDataset(uri=str(job_dir / "results.csv"), format="csv")}
         return Resource(phase, message, links, outputs, custom)
 
-    def delete(self, resource_meta: SQLiteMeta, **kwargs: Any) -> None:
+    def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
+        resource_meta = self._meta(resource_meta)
         job_dir = Path(resource_meta.job_dir)
         status = _read_status(job_dir)
         if status is None or status["phase"] in _TERMINAL:
@@ -154,30 +182,41 @@ class SQLiteQueryConnector(AsyncConnector):
             job.cancel.set()
             _interrupt(job)
 
-    async def get_logs(self, resource_meta: SQLiteMeta, **kwargs: Any) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+    async def get_logs(
+        self, resource_meta: ResourceMeta, **kwargs: Any
+    ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         import asyncio
 
-        lines = await asyncio.to_thread(read_lines, Path(resource_meta.job_dir) / "query.log")
-        async for response in log_stream(lines, kwargs.get("token") or "", kwargs.get("lines") or 0):
+        meta = self._meta(resource_meta)
+        lines, next_token = await asyncio.to_thread(
+            read_page, Path(meta.job_dir) / "query.log", kwargs.get("token") or "", kwargs.get("lines") or 0
+        )
+        async for response in log_stream(lines, next_token=next_token):
             yield response
 
-    def get_metrics(self, resource_meta: SQLiteMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+    def get_metrics(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+        resource_meta = self._meta(resource_meta)
         if not wanted("rows_fetched", kwargs):
             return metrics_response([])
-        samples = _read_samples(Path(resource_meta.job_dir) / "metrics.jsonl")
+        samples = read_samples(Path(resource_meta.job_dir) / "metrics.jsonl")
         points = downsample(((s["t"], s["rows"]) for s in samples), kwargs)
         return metrics_response([metric_result("rows_fetched", {"job_id": resource_meta.job_id}, points)])
 
 
-def _check_inputs(values: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+def _check_inputs(values: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], bool]:
     database, query, params = values.get("database"), values.get("query"), values.get("params")
-    if not isinstance(database, (str, os.PathLike)) or not str(database):
+    write = values.get("write", False)
+    if not isinstance(database, (str, os.PathLike)) or not str(database) or "\x00" in str(database):
         raise InputError(f"sqlite_query: input 'database' must be a path to a SQLite file, got {database!r}")
+    if str(database).startswith("file:") or str(database) == ":memory:":
+        raise InputError(f"sqlite_query: input 'database' must be a plain file path, not a URI, got {database!r}")
+    if not isinstance(write, bool):
+        raise InputError(f"sqlite_query: input 'write' must be a bool, got {write!r}")
     if not isinstance(query, str) or not query.strip():
         raise InputError(f"sqlite_query: input 'query' must be a non-empty SQL string, got {query!r}")
     if params is not None and not isinstance(params, Mapping):
         raise InputError(f"sqlite_query: input 'params' must be a dict of named parameters or None, got {params!r}")
-    return str(database), query, dict(params or {})
+    return os.path.abspath(os.path.expanduser(str(database))), query, dict(params or {}), write
 
 
 def _timeout(custom: Mapping[str, Any]) -> float | None:
@@ -214,13 +253,15 @@ class _Recorder:
                           finished=finished, pid=os.getpid())
 
 
-def _run(meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float | None, job: _Job) -> None:
+def _run(
+    meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float | None, write: bool, job: _Job
+) -> None:
     rec = _Recorder(Path(meta.job_dir), job)
     try:
         rec.status("RUNNING", "running query")
         rec.log(f"started query on {meta.database}")
         rec.sample()
-        _query(meta, query, params, timeout, rec)
+        _query(meta, query, params, timeout, write, rec)
     except sqlite3.Error as e:
         if job.cancel.is_set():
             rec.log("cancelled by delete")
@@ -239,10 +280,15 @@ def _run(meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float | 
             _JOBS.pop(meta.job_id, None)
 
 
-def _query(meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float | None, rec: _Recorder) -> None:
+def _query(
+    meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float | None, write: bool, rec: _Recorder
+) -> None:
     if not os.path.isfile(meta.database):
         raise sqlite3.OperationalError(f"unable to open database file: {meta.database} does not exist")
-    connection = sqlite3.connect(meta.database, timeout=timeout or 5.0, check_same_thread=False)
+    # A URI with mode=ro (or rw: an existing file only, never created) instead of a bare path.
+    uri = f"{Path(meta.database).as_uri()}?mode={'rw' if write else 'ro'}"
+    connection = sqlite3.connect(uri, uri=True, timeout=timeout or 5.0, check_same_thread=False)
+    connection.set_authorizer(_authorize)
     deadline = time.monotonic() + timeout if timeout else None
     # interrupt() is a no-op when no statement is running yet, so a delete that lands between connect and
     # execute would be lost; the progress handler re-checks the flag (and the timeout) as the query runs.
@@ -260,6 +306,19 @@ def _query(meta: SQLiteMeta, query: str, params: dict[str, Any], timeout: float 
     if rec.job.cancel.is_set():
         raise sqlite3.OperationalError("interrupted")
     rec.status("SUCCEEDED", f"{rec.rows} rows")
+
+
+#: Authorizer actions refused: reaching other files (ATTACH, which VACUUM and VACUUM INTO use too).
+_DENIED_ACTIONS = frozenset({sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH})
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    """SQLite authorizer: deny ATTACH/DETACH (so VACUUM INTO too) and loading extensions."""
+    if action in _DENIED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _should_stop(job: _Job, deadline: float | None) -> bool:
@@ -301,9 +360,10 @@ def _write_status(job_dir: Path, **status: Any) -> None:
 
 def _read_status(job_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((job_dir / "status.json").read_text())
+        status = json.loads((job_dir / "status.json").read_text())
     except (OSError, ValueError):
         return None
+    return status if isinstance(status, dict) and isinstance(status.get("phase"), str) else None
 
 
 def _worker_alive(meta: SQLiteMeta, status: Mapping[str, Any]) -> bool:
@@ -313,17 +373,7 @@ def _worker_alive(meta: SQLiteMeta, status: Mapping[str, Any]) -> bool:
         return True
     import psutil
 
-    return psutil.pid_exists(pid)
-
-
-def _read_samples(path: Path) -> list[dict[str, Any]]:
-    samples = []
-    for line in read_lines(path):
-        try:
-            samples.append(json.loads(line))
-        except ValueError:
-            continue  # a line being written right now
-    return samples
+    return bool(psutil.pid_exists(pid))
 
 
 __all__ = ["SQLiteQueryConnector", "SQLiteMeta"]

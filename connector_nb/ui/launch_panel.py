@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import ipywidgets as w
 
 from ..errors import ConnectorNbError
-from ..secrets import is_secret_name
+from ..secrets import is_secret_name, remember
 from . import reprs
 from .render_scheduler import Throttle
 from .run_view import RunView, button, html_widget, submit
@@ -36,12 +36,25 @@ class Field:
     def __init__(self, name: str, type_name: str, widget: w.Widget, read: Callable[[Any], Any]) -> None:
         self.name, self.type_name, self.widget, self._read = name, type_name, widget, read
 
+    @property
+    def secret(self) -> bool:
+        """Whether this is a password field (its value is cleared after each launch)."""
+        return isinstance(self.widget, w.Password)
+
     def value(self) -> Any:
         """The typed value of the field (FormError when it does not parse)."""
         try:
-            return self._read(self.widget.value)
+            value = self._read(self.widget.value)
         except ValueError as e:
             raise FormError(f"input {self.name!r} ({self.type_name}): {e}") from None
+        if self.secret:
+            remember(value)  # masked by value from now on, wherever it shows up
+        return value
+
+    def clear_secret(self) -> None:
+        """Empty a password field, so its value never stays in widget state that a saved notebook keeps."""
+        if self.secret:
+            self.widget.value = ""
 
 
 def _json(text: str) -> Any:
@@ -71,20 +84,37 @@ def make_field(name: str, type_name: str, default: Any = None) -> Field:
         return Field(name, type_name, w.FloatText(value=float(default or 0.0), **common), float)
     if type_name == "bool":
         return Field(name, type_name, w.Checkbox(value=bool(default), indent=False, **common), bool)
+    if type_name == "str" and secret:
+        return _password_field(name, type_name, default, common, optional=False)
     if type_name == "str":
-        cls = w.Password if secret else w.Text
-        return Field(name, type_name, cls(value="" if default is None else str(default), **common), str)
+        return Field(name, type_name, w.Text(value="" if default is None else str(default), **common), str)
     parts = [p.strip() for p in type_name.split("|")]
     simple = [p for p in parts if p != "None"]
+    if "None" in parts and simple == ["str"] and secret:
+        return _password_field(name, type_name, default, common, optional=True)
     if "None" in parts and len(simple) == 1 and simple[0] in ("int", "float", "str", "bool"):
         text = "" if default is None else (str(default) if simple[0] == "str" else json.dumps(default))
-        cls = w.Password if secret and simple[0] == "str" else w.Text
-        widget = cls(value=text, placeholder="empty = None", **common)
+        widget = w.Text(value=text, placeholder="empty = None", **common)
         return Field(name, type_name, widget, _optional_value(simple[0]))
     text = "" if default is None else json.dumps(default, indent=1, default=str)
     widget = w.Textarea(value=text, placeholder="JSON", rows=3, **common)
     optional = "None" in parts
     return Field(name, type_name, widget, lambda t: None if optional and not t.strip() else _json(t))
+
+
+def _password_field(name: str, type_name: str, default: Any, common: dict[str, Any], *, optional: bool) -> Field:
+    """A Password widget that never holds the default (kept here, in the kernel) in its synced state."""
+    fallback = None if default is None else str(default)
+    if fallback is not None:
+        remember(fallback)
+    hint = "empty = default" if fallback is not None else ("empty = None" if optional else "")
+
+    def read(text: str) -> Any:
+        if text:
+            return text
+        return fallback if fallback is not None or optional else ""
+
+    return Field(name, type_name, w.Password(value="", placeholder=hint, **common), read)
 
 
 def template_fields(task_type: str, version: int, session: Session) -> list[Field] | None:
@@ -196,6 +226,9 @@ class LaunchPanel(w.VBox):
         except FormError as e:
             self._show_error(str(e))
             return
+        finally:
+            for field in self.fields:  # read once, then gone from the widget state
+                field.clear_secret()
         task_type, version = self.connector.value
         self._launching, self._error, self._status = True, "", f"launching {task_type}…"
         self._throttle.flush()

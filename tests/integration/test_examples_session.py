@@ -9,6 +9,13 @@ from connector_nb.examples import make_demo_database
 from connector_nb.testing import phases, process_group_gone, wait_until
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path, monkeypatch):
+    """The examples' job records go to a per-test state directory, never the user's."""
+    monkeypatch.setenv("CONNECTOR_NB_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
 @pytest.fixture
 def session(tmp_path):
     s = Session(output_dir=str(tmp_path))  # the default registry: discovered through the entry point
@@ -93,3 +100,28 @@ def test_sigterm_is_not_left_behind(session):
     meta = __import__("json").loads(session.get_run(run.run_id).resource_meta)
     run.cancel()
     wait_until(lambda: process_group_gone(meta["pid"]), timeout=15, what="SIGKILL after SIGTERM was ignored")
+
+
+def test_a_cancelled_sleep_stays_aborted_for_a_new_process(session, state_home):
+    """The example behaves like an external system: another process (a new kernel) sees the cancellation."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    run = session.launch("sleep", seconds=1.0)
+    wait_until(lambda: run.phase == "RUNNING", what="RUNNING")
+    run.cancel()
+    assert run.phase == "ABORTED"
+    meta = session.get_run(run.run_id).resource_meta
+    script = (
+        "import asyncio, sys; from connector_nb.examples import SleepConnector, SleepMeta\n"
+        "from connector_nb.testing import wait_until\n"
+        "meta = SleepMeta.decode(sys.stdin.buffer.read()); conn = SleepConnector()\n"
+        "import time; wait_until(lambda: time.time() > meta.started_at + meta.seconds, what='planned end')\n"
+        "print(asyncio.run(conn.get(meta)).phase)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], input=meta, capture_output=True, check=True, timeout=60,
+                         env={**os.environ, "CONNECTOR_NB_HOME": str(state_home)}).stdout
+    assert out.decode().strip() == "ABORTED"
+    assert json.loads(meta)["job_id"] in {p.stem for p in (state_home / "jobs" / "sleep").iterdir()}

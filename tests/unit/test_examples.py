@@ -7,6 +7,8 @@ import csv
 import inspect
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +18,7 @@ from flyteidl.core import tasks_pb2
 from google.protobuf import json_format, struct_pb2
 
 from connector_nb.connector import AsyncConnector, Resource, ResourceMeta
-from connector_nb.errors import InputError
+from connector_nb.errors import InputError, MetadataError
 from connector_nb.examples import (
     CONNECTORS,
     ShellConnector,
@@ -27,9 +29,20 @@ from connector_nb.examples import (
     SQLiteQueryConnector,
     make_demo_database,
 )
+from connector_nb.examples.shell import BASE_ENV
+from connector_nb.examples.sleep import MAX_SECONDS
+from connector_nb.helpers import safe_output_dir
 from connector_nb.testing import process_group_gone
 
 DEADLINE = 20.0
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Job records go to a per-test state directory, never the user's."""
+    home = tmp_path / "state"
+    monkeypatch.setenv("CONNECTOR_NB_HOME", str(home))
+    return home
 
 
 def call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -330,3 +343,176 @@ def test_shell_delete_escalates_to_sigkill(tmp_path: Path) -> None:
 
     wait_for(lambda: process_group_gone(meta.pid), what="process group to be killed")
     assert get(conn, meta).phase == "ABORTED"
+
+
+# ------------------------------------------------------------------------------- confinement and forgery
+
+
+def test_forged_sleep_metadata_is_refused(tmp_path: Path) -> None:
+    conn = SleepConnector()
+    real = conn.create(None, str(tmp_path), {"seconds": 30})
+    forged = [
+        SleepMeta(job_id="0123456789ab", started_at=0, seconds=1e12),  # the issue's OOM: an unknown job
+        SleepMeta(job_id=real.job_id, started_at=0, seconds=1e12, log_path=real.log_path),  # a real id, other fields
+        SleepMeta(job_id="../../etc/passwd", started_at=real.started_at, seconds=30.0),
+    ]
+    for meta in forged:
+        for method in (conn.get, conn.delete, conn.get_metrics):
+            with pytest.raises(MetadataError):
+                call(method, meta)
+        with pytest.raises(MetadataError):
+            logs(conn, meta)
+    assert get(conn, real).phase in {"QUEUED", "RUNNING"}
+    conn.delete(real)
+
+
+def test_forged_shell_log_path_is_refused(tmp_path: Path) -> None:
+    conn = ShellConnector()
+    real = conn.create(None, str(tmp_path), {"command": "echo hi"})
+    wait_final(conn, real)
+    for change in ({"log_path": "/etc/shadow"}, {"log_path": str(Path(real.log_path).parent / ".." / "x.log")},
+                   {"metrics_path": "/etc/passwd"}, {"pid": 1}):
+        forged = ShellMeta(**{**vars(real), **change})
+        with pytest.raises(MetadataError, match="does not match|no job|job id"):
+            logs(conn, forged)
+        with pytest.raises(MetadataError):
+            call(conn.get_metrics, forged)
+    assert logs(conn, real)[1] == ["hi"]
+
+
+def test_forged_sqlite_job_dir_is_refused(demo_db: str, tmp_path: Path) -> None:
+    conn = SQLiteQueryConnector()
+    real = conn.create(None, str(tmp_path / "out"), {"database": demo_db, "query": "SELECT 1"})
+    wait_final(conn, real)
+    forged = SQLiteMeta(job_id=real.job_id, job_dir="/etc", database=real.database)
+    with pytest.raises(MetadataError, match="does not match"):
+        get(conn, forged)
+    with pytest.raises(MetadataError):
+        conn.delete(forged)
+
+
+def test_one_log_call_is_bounded_even_for_a_huge_job(tmp_path: Path) -> None:
+    from connector_nb.helpers import MAX_LOG_LINES
+
+    conn = SleepConnector()
+    meta = conn.create(None, str(tmp_path), {"seconds": MAX_SECONDS})
+    # A job that has been running for ~11 days has ~2 million tick lines; pretend so in both record and meta.
+    old = SleepMeta(**{**vars(meta), "started_at": meta.started_at - 1e6})
+    conn.jobs.save(meta.job_id, {**vars(old), "cancelled_at": None})
+    token, first = logs(conn, old, lines=10**9)
+    assert len(first) == MAX_LOG_LINES and token == str(MAX_LOG_LINES)
+    token2, second = logs(conn, old, token=token, lines=3)
+    assert second == [f"[t={k * 0.5:.2f}s] tick {k}" for k in range(MAX_LOG_LINES - 1, MAX_LOG_LINES + 2)]
+    assert token2 == str(MAX_LOG_LINES + 3)
+    [(_, points)] = series(call(conn.get_metrics, old), "progress")
+    assert len(points) <= 10_001
+    with pytest.raises(InputError, match="sleep: input 'seconds' must be between"):
+        conn.create(None, str(tmp_path), {"seconds": MAX_SECONDS * 2})
+    for bad in ("-1", "abc", "1e999"):
+        with pytest.raises(InputError, match="log token"):
+            logs(conn, old, token=bad)
+
+
+def test_sleep_cancel_survives_the_process_that_made_it(tmp_path: Path, state_home: Path) -> None:
+    """Like an external system: a job cancelled by one process is ABORTED for the next, not SUCCEEDED."""
+    script = (
+        "import sys; from connector_nb.examples import SleepConnector\n"
+        "c = SleepConnector(); m = c.create(None, sys.argv[1], {'seconds': 0.5}); c.delete(m)\n"
+        "sys.stdout.write(m.encode().decode())\n"
+    )
+    env = {**os.environ, "CONNECTOR_NB_HOME": str(state_home)}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    meta = SleepMeta.decode(out.encode())
+    conn = SleepConnector()  # a different process's connector: no shared memory with the one that cancelled
+    wait_for(lambda: time.time() - meta.started_at > meta.seconds, what="the sleep's planned end")
+    aborted = get(conn, meta)
+    assert aborted.phase == "ABORTED" and aborted.message == "cancelled by delete"
+    assert logs(conn, meta)[1][-1].endswith("cancelled by delete")
+    records = list((state_home / "jobs" / "sleep").iterdir())
+    assert len(records) == 1 and oct(records[0].stat().st_mode & 0o777) == "0o600"
+    assert oct((state_home / "jobs").stat().st_mode & 0o777) == "0o700"
+
+
+def test_shell_job_gets_a_scrubbed_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVER_ONLY_TOKEN", "must-not-leak-123")
+    conn = ShellConnector()
+    meta = conn.create(None, str(tmp_path), {"command": "env", "env": {"MINE": "yes"}})
+    assert wait_final(conn, meta).phase == "SUCCEEDED"
+    names = {line.split("=", 1)[0] for line in logs(conn, meta)[1]}
+    assert "SERVER_ONLY_TOKEN" not in names and "CONNECTOR_NB_HOME" not in names
+    assert {"PATH", "MINE"} <= names and names - {"PWD", "SHLVL", "_", "OLDPWD"} <= {*BASE_ENV, "MINE"}
+
+
+def test_shell_logs_mask_secret_named_env_values(tmp_path: Path) -> None:
+    conn = ShellConnector()
+    meta = conn.create(None, str(tmp_path), {"command": 'echo "k=$API_KEY"; echo $API_KEY >&2; exit 2',
+                                             "env": {"API_KEY": "sk-live-0987"}})
+    failed = wait_final(conn, meta)
+    assert failed.message == "exit code 2: ••••"
+    assert logs(conn, meta)[1] == ["k=••••", "••••"]
+    assert "sk-live-0987" in Path(meta.log_path).read_text()  # the job really printed it; masking is on the way out
+
+
+def test_sqlite_is_read_only_unless_write_is_asked(demo_db: str, tmp_path: Path) -> None:
+    conn = SQLiteQueryConnector()
+    insert = {"database": demo_db, "query": "INSERT INTO cities VALUES ('Oslo', 'NO')"}
+    failed = wait_final(conn, conn.create(None, str(tmp_path), insert))
+    assert failed.phase == "FAILED" and "readonly" in failed.message
+    done = wait_final(conn, conn.create(None, str(tmp_path), {**insert, "write": True}))
+    assert done.phase == "SUCCEEDED", done.message
+    assert sqlite3.connect(demo_db).execute("SELECT country FROM cities WHERE name = 'Oslo'").fetchone() == ("NO",)
+    with pytest.raises(InputError, match="'write' must be a bool"):
+        conn.create(None, str(tmp_path), {**insert, "write": "yes"})
+
+
+@pytest.mark.parametrize("query", [
+    "ATTACH DATABASE '{out}/attached.db' AS other",
+    "VACUUM INTO '{out}/copy.db'",
+    "VACUUM",
+    "SELECT load_extension('{out}/evil')",
+])
+def test_sqlite_authorizer_denies_reaching_other_files(demo_db: str, tmp_path: Path, query: str) -> None:
+    conn = SQLiteQueryConnector()
+    write = query == "VACUUM"  # even with writing allowed
+    meta = conn.create(None, str(tmp_path / "o"), {"database": demo_db, "query": query.format(out=tmp_path),
+                                                   "write": write})
+    failed = wait_final(conn, meta)
+    assert failed.phase == "FAILED" and "authoriz" in failed.message
+    assert not (tmp_path / "attached.db").exists() and not (tmp_path / "copy.db").exists()
+
+
+def test_sqlite_database_root_and_uris(demo_db: str, tmp_path: Path) -> None:
+    inside = SQLiteQueryConnector(database_root=str(tmp_path))
+    assert wait_final(inside, inside.create(None, str(tmp_path), {"database": demo_db, "query": "SELECT 1"})
+                      ).phase == "SUCCEEDED"
+    other_root = tmp_path / "only-here"
+    other_root.mkdir()
+    confined = SQLiteQueryConnector(database_root=str(other_root))
+    for database in (demo_db, str(other_root / ".." / "demo.sqlite")):
+        with pytest.raises(InputError, match="must be under"):
+            confined.create(None, str(tmp_path), {"database": database, "query": "SELECT 1"})
+    for database in (f"file:{demo_db}?mode=rwc", ":memory:"):
+        with pytest.raises(InputError, match="plain file path"):
+            inside.create(None, str(tmp_path), {"database": database, "query": "SELECT 1"})
+
+
+def test_output_prefix_never_escapes_its_base(tmp_path: Path) -> None:
+    base = tmp_path / "outputs"
+    base.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (base / "link").symlink_to(tmp_path / "elsewhere")
+    assert safe_output_dir("run1", base) == (base / "run1").resolve()
+    assert safe_output_dir(f"file://{base}/run2", base) == (base / "run2").resolve()
+    for bad in ("../escape", f"{base}/../escape", f"file://{base}/../x", "/etc", "link/inside", "s3://b/x", ""):
+        with pytest.raises(InputError):
+            safe_output_dir(bad, base)
+    with pytest.raises(InputError, match="must not contain '..'"):
+        safe_output_dir(str(tmp_path / "a" / ".." / "b"))
+    for cls in CONNECTORS:
+        conn = cls(output_root=str(base))
+        inputs = {"sleep": {"seconds": 0}, "shell": {"command": "true"},
+                  "sqlite_query": {"database": "x.db", "query": "SELECT 1"}}[conn.task_type_name]
+        with pytest.raises(InputError, match="outside the allowed output root|must not contain"):
+            conn.create(None, str(tmp_path / "elsewhere"), inputs)
+    assert not any((tmp_path / "elsewhere").iterdir())

@@ -139,10 +139,13 @@ def test_datetime_with_timezone_comes_back_as_same_instant_in_utc() -> None:
     assert back.hour == 22
 
 
-def test_naive_datetime_is_treated_as_utc() -> None:
+def test_naive_datetime_is_sent_as_utc_and_comes_back_naive() -> None:
     lit = to_literal(dt.datetime(2024, 1, 1, 8, 0))
     assert lit.scalar.primitive.datetime.seconds == int(dt.datetime(2024, 1, 1, 8, tzinfo=UTC).timestamp())
-    assert to_python(lit) == dt.datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
+    back = to_python(lit)
+    assert back == dt.datetime(2024, 1, 1, 8, 0) and back.tzinfo is None
+    typed = to_python(lit, literal_type(dt.datetime))
+    assert typed.tzinfo is None
 
 
 def test_int_for_float_is_coerced() -> None:
@@ -210,8 +213,8 @@ def test_conversion_error_is_an_input_error() -> None:
         to_literal("x", literal_type(int))
 
 
-def test_struct_rejects_non_json() -> None:
-    with pytest.raises(LiteralConversionError, match="input 'cfg': value is not JSON"):
+def test_struct_rejects_values_it_cannot_encode() -> None:
+    with pytest.raises(LiteralConversionError, match="input 'cfg': value cannot be encoded"):
         to_literal({"a": {1, 2}}, literal_type(dict), field="cfg")
     with pytest.raises(LiteralConversionError, match="dict keys must be str"):
         to_literal({1: 2}, literal_type(dict), field="cfg")
@@ -233,12 +236,14 @@ def test_long_values_are_shortened_in_messages() -> None:
         ("s", str),
         (None, type(None)),
         ([1, 2], list[int]),
-        ([1, 2.5], list[float]),
+        ([1, 2.5], list[int | float]),
+        ([2.5, 1, None], list[Optional[int | float]]),  # noqa: UP045
         ([True, False], list[bool]),
         ([], list[Any]),
         ([[1], [2]], list[list[int]]),
         ([[1], []], list[list[int]]),
-        ({"xs": [1, "a"]}, dict),
+        ({"xs": [1, "a"]}, dict[str, list[int | str]]),
+        ({"a": 1.0, "b": "x"}, dict),
         ([1, None], list[Optional[int]]),  # noqa: UP045
         ({"a": 1, "b": 2}, dict[str, int]),
         ({"a": 1, "b": "x"}, dict),
@@ -253,15 +258,15 @@ def test_infer_type(value: Any, expected: Any) -> None:
 
 
 def test_infer_bool_and_int_do_not_merge() -> None:
-    with pytest.raises(LiteralConversionError, match=r"different types \(bool, int\)"):
-        infer_type([True, 1])
+    assert infer_type([1, True]) == list[bool | int]
+    assert to_python(to_literal([1, True, 2])) == [1, True, 2]
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
         ({1: "a"}, "dict keys must be str, got int"),
-        ([1, "a"], r"list elements have different types \(int, str\)"),
+        ([1, [2]], r"list elements have different types \(int, list\[int\]\)"),
         ({1, 2}, "cannot convert a set"),
         (object(), "cannot convert a object"),
     ],
@@ -298,7 +303,7 @@ def test_to_python_checks_declared_type() -> None:
 
 
 def test_to_python_rejects_empty_literal() -> None:
-    with pytest.raises(LiteralConversionError, match="value 'v': unsupported literal None"):
+    with pytest.raises(LiteralConversionError, match="input 'v': unsupported literal None"):
         to_python(literals_pb2.Literal(), field="v")
 
 
@@ -341,3 +346,118 @@ def test_load_dataframe_errors(tmp_path: Any, uri: str, fmt: str, message: str) 
     empty.mkdir()
     with pytest.raises(InputError, match=message):
         load_dataframe(StructuredDataset(uri.format(tmp=empty), fmt))
+
+
+# ------------------------------------------------------------------------- values kept, or a named error
+
+
+PLUS5 = dt.timezone(dt.timedelta(hours=5))
+
+
+def test_int_past_int64_is_an_error_naming_the_field() -> None:
+    assert to_python(to_literal(2**63 - 1)) == 2**63 - 1
+    for value in (2**63, -(2**63) - 1, 10**40):
+        with pytest.raises(LiteralConversionError, match="input 'n': int .* does not fit in int64"):
+            to_literal(value, field="n")
+    with pytest.raises(LiteralConversionError, match="input 'n'"):
+        to_literal(10**400, literal_type(float), field="n")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[1, 2.5], [2.5, 1], [True, 1, 0.5], [1, "a", None], {"a": 1.0, "b": "x"}, {"a": 1, "b": 2.5},
+     {"k": 9007199254740993}, {"k": {"a": float("inf"), "b": -float("inf")}}, {"k": [1, 1.0, True]}],
+)
+def test_round_trip_keeps_values_and_element_types(value: Any) -> None:
+    back = to_python(to_literal(value, field="v"))
+    assert back == value
+    assert repr(back) == repr(value)  # 1 vs 1.0 vs True differ in repr, not in ==
+
+
+def test_datetimes_keep_their_tz_awareness() -> None:
+    naive, aware = dt.datetime(2024, 3, 1, 9, 30), dt.datetime(2024, 3, 1, 9, 30, tzinfo=PLUS5)
+    back = to_python(to_literal([naive, naive]))
+    assert back == [naive, naive] and all(b.tzinfo is None for b in back)
+    assert to_python(to_literal(aware)).tzinfo is not None and to_python(to_literal(aware)) == aware
+    assert to_python(to_literal({"when": naive})) == {"when": naive}
+
+
+def test_datetime_out_of_range_is_a_named_error() -> None:
+    with pytest.raises(LiteralConversionError, match=r"input .at.: datetime 0001-01-01T00:00:00\+05:00 is out of"):
+        to_literal(dt.datetime(1, 1, 1, tzinfo=PLUS5), field="at")
+    assert to_python(to_literal(dt.timedelta.max)) == dt.timedelta.max
+    assert to_python(to_literal(dt.timedelta.min)) == dt.timedelta.min
+    prim = literals_pb2.Primitive()
+    prim.duration.seconds = 2**62  # from the wire: larger than any timedelta
+    with pytest.raises(LiteralConversionError, match="output 'd': duration out of range"):
+        to_python(literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=prim)), field="d", role="output")
+
+
+def test_lone_surrogate_is_a_named_error() -> None:
+    for value in ("a\ud800b", ["ok", "\udfff"], {"k": "\ud800"}, {"\ud800": 1}, Blob("s3://\ud800")):
+        with pytest.raises(LiteralConversionError, match="input .s.*lone surrogate"):
+            to_literal(value, field="s")
+
+
+def test_non_finite_floats_round_trip() -> None:
+    import math
+
+    for value in (float("inf"), -float("inf")):
+        assert to_python(to_literal(value)) == value
+    assert math.isnan(to_python(to_literal(float("nan"))))
+    assert math.isnan(to_python(to_literal({"x": float("nan")}, literal_type(dict)))["x"])
+
+
+def test_deep_values_are_a_named_error_not_recursion() -> None:
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(LiteralConversionError, match="input 'deep': nested deeper than"):
+        to_literal(deep, field="deep")
+    nested: Any = {}
+    for _ in range(5000):
+        nested = {"a": nested}
+    with pytest.raises(LiteralConversionError, match="input 'cfg': nested deeper than"):
+        to_literal(nested, literal_type(dict), field="cfg")
+
+
+# --------------------------------------------------------------------------------------- msgpack STRUCT
+
+
+def test_dicts_travel_as_msgpack_binary_like_flytekit_and_flyte2() -> None:
+    import msgpack
+
+    value = {"name": "x", "n": 3, "ratio": 0.5, "nested": {"ok": True, "xs": [1, "a", None]}}
+    lit = to_literal(value, literal_type(dict))
+    assert lit.scalar.binary.tag == "msgpack"
+    assert msgpack.unpackb(lit.scalar.binary.value) == value
+    # As flytekit writes a dict output: msgpack bytes with a STRUCT type.
+    theirs = literals_pb2.Literal(scalar=literals_pb2.Scalar(
+        binary=literals_pb2.Binary(value=msgpack.packb({"info": {"rows": 2}, "f": 1.5}), tag="msgpack")))
+    assert to_python(theirs, literal_type(dict)) == {"info": {"rows": 2}, "f": 1.5}
+    lm = literals_pb2.LiteralMap(literals={"info": theirs})
+    assert to_python_dict(lm, {"info": literal_type(dict)}, role="output") == {"info": {"info": {"rows": 2}, "f": 1.5}}
+
+
+def test_legacy_generic_struct_still_decodes() -> None:
+    from google.protobuf import json_format, struct_pb2
+
+    struct = json_format.ParseDict({"n": 3, "x": 1.5}, struct_pb2.Struct())
+    lit = literals_pb2.Literal(scalar=literals_pb2.Scalar(generic=struct))
+    assert to_python(lit, literal_type(dict)) == {"n": 3, "x": 1.5}
+
+
+@pytest.mark.parametrize("data", [b"\xc1", b"\x92\x01", b"\xd4\x05\x00", b"\x91" * 100_000, b"\x81\x01"])
+def test_malformed_msgpack_is_a_named_error(data: bytes) -> None:
+    lit = literals_pb2.Literal(scalar=literals_pb2.Scalar(binary=literals_pb2.Binary(value=data, tag="msgpack")))
+    with pytest.raises(LiteralConversionError, match="output 'res'") as info:
+        to_python(lit, literal_type(dict), field="res", role="output")
+    assert not str(info.value).startswith("input")
+
+
+def test_output_errors_say_output() -> None:
+    lm = literals_pb2.LiteralMap(literals={"info": to_literal("text")})
+    with pytest.raises(LiteralConversionError, match="output 'info': expected json, got str"):
+        to_python_dict(lm, {"info": literal_type(dict)}, role="output")
+    with pytest.raises(LiteralConversionError, match="input 'info': expected json"):
+        to_python_dict(lm, {"info": literal_type(dict)})
