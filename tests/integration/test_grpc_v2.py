@@ -14,7 +14,7 @@ import grpc
 import grpc.aio
 import pytest
 from flyteidl.admin import agent_pb2
-from flyteidl.core import metrics_pb2
+from flyteidl.core import execution_pb2, metrics_pb2
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -281,3 +281,29 @@ async def test_hung_connector_get_is_a_call_timeout(server):
             await transport.get(TaskCategory("hangs"), meta)
     finally:
         await transport.aclose()
+
+
+async def test_agent_error_without_message_field_is_read():
+    """flyteidl 1.16's AgentError has only code/kind/origin: its code and kind become the run's message."""
+
+    async def get_task(request, context):
+        resource = agent_pb2.Resource(phase=execution_pb2.TaskExecution.FAILED)
+        resource.agent_error.code = "QUOTA_EXCEEDED"
+        resource.agent_error.kind = agent_pb2.AgentError.NON_RECOVERABLE
+        return agent_pb2.GetTaskResponse(resource=resource)
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        get_task, request_deserializer=agent_pb2.GetTaskRequest.FromString,
+        response_serializer=agent_pb2.GetTaskResponse.SerializeToString,
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(V1_SERVICES[0], {"GetTask": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    transport = GrpcTransport(f"127.0.0.1:{port}", protocol="v1")
+    try:
+        resource = await transport.get(TaskCategory("x"), b"{}")
+        assert resource.phase == "FAILED" and resource.message == "QUOTA_EXCEEDED (NON_RECOVERABLE)"
+    finally:
+        await transport.aclose()
+        await server.stop(None)
