@@ -33,6 +33,7 @@ from ..errors import (
     ServiceUnavailableError,
     UnknownTaskTypeError,
 )
+from ..secrets import mask_text
 from .base import ConnectorInfo, TaskCategory, Transport
 
 if TYPE_CHECKING:
@@ -174,8 +175,8 @@ class GrpcTransport(Transport):
             response = await call(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as e:
             if e.code() in _MAYBE_RECEIVED:
-                raise CreateOutcomeUnknownError(_run_id(request), category.name, f"{e.code().name}: {e.details()}") \
-                    from None
+                detail = f"{e.code().name}: {self._mask(e.details() or '')}"
+                raise CreateOutcomeUnknownError(_run_id(request), category.name, detail) from None
             raise await self._error(e, "create", category) from None
         return bytes(response.resource_meta)
 
@@ -358,7 +359,7 @@ class GrpcTransport(Transport):
         return await attempt()
 
     async def _error(self, e: grpc.aio.AioRpcError, what: str, category: TaskCategory | None) -> Exception:
-        code, details = e.code(), e.details() or ""
+        code, details = e.code(), self._mask(e.details() or "")
         task_type = category.name if category else ""
         error = await self._mapped(code, details, what, category)
         if error is None:
@@ -413,6 +414,12 @@ class GrpcTransport(Transport):
         except grpc.aio.AioRpcError as e:
             return e.code() not in (_CODE.UNAVAILABLE, _CODE.DEADLINE_EXCEEDED)
         return True
+
+    def _mask(self, text: str) -> str:
+        """``text`` (e.g. a service's error detail echoing a request) with secrets and metadata values masked."""
+        values = [v.decode(errors="replace") if isinstance(v, bytes) else v for _, v in self._metadata]
+        credentials = [*values, *(v.split(" ", 1)[-1] for v in values)]  # "Bearer <token>" and the bare token
+        return mask_text(text, sorted({*self._secrets.values(), *credentials}, key=len, reverse=True))
 
     async def _offered(self) -> list[str]:
         """What the service offers, for the 'no connector for ...' message (best effort)."""

@@ -40,6 +40,8 @@ class F2SleepConnector(AsyncConnector):
 
     async def create(self, task_template, output_prefix, inputs=None, task_execution_metadata=None, **kwargs):
         inputs = inputs or {}
+        if inputs.get("explode"):  # a connector error that echoes the secret: the client must mask it
+            raise RuntimeError(f"the service rejected key {kwargs.get('api_token')}")
         job_id = uuid.uuid4().hex[:8]
         # Flyte 2 passes Connection.secrets / configs as keyword arguments.
         (_markers() / f"{job_id}.created").write_text(str(kwargs.get("api_token", "")))

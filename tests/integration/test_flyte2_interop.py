@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flyte2_env import c0_command, flyte2_python, wait_health
 from flytekit_env import free_port, stop_process
 
-from connector_nb.errors import UnknownTaskTypeError
+from connector_nb.errors import ConnectorCallError, UnknownTaskTypeError
+from connector_nb.secrets import MASK
 from connector_nb.session import Session
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(1200)]
@@ -99,3 +100,9 @@ def test_metrics_and_logs(session):
     assert list(frame["value"]) == [0.25, 0.5]
     logs = str(run.logs())
     assert f"{run.outputs['job_id']} line 0" in logs and f"{run.outputs['job_id']} line 1" in logs
+
+
+def test_connector_error_echoing_the_secret_is_masked(session):
+    with pytest.raises(ConnectorCallError, match="the service rejected key") as info:
+        session.launch("f2_sleep", explode=True)
+    assert SECRET not in str(info.value) and MASK in str(info.value)
