@@ -72,4 +72,22 @@ class F2SleepConnector(AsyncConnector):
             yield GetTaskLogsResponse(body=GetTaskLogsResponseBody(lines=[line]))
 
 
+class F2PlainConnector(AsyncConnector):
+    """Only the required methods: no metrics, no logs."""
+
+    name = "Flyte2 Plain Connector"
+    task_type_name = "f2_plain"
+    metadata_type = F2Meta
+
+    async def create(self, task_template, output_prefix, inputs=None, task_execution_metadata=None, **kwargs):
+        return F2Meta(job_id="plain", deadline=0.0)
+
+    async def get(self, resource_meta: F2Meta, **kwargs) -> Resource:
+        return Resource(phase=TaskExecution.SUCCEEDED)
+
+    async def delete(self, resource_meta: F2Meta, **kwargs):
+        pass
+
+
 ConnectorRegistry.register(F2SleepConnector())
+ConnectorRegistry.register(F2PlainConnector())

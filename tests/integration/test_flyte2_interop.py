@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flyte2_env import c0_command, flyte2_python, wait_health
 from flytekit_env import free_port, stop_process
 
-from connector_nb.errors import ConnectorCallError, UnknownTaskTypeError
+from connector_nb.errors import ConnectorCallError, NotSupportedError, UnknownTaskTypeError
 from connector_nb.secrets import MASK
 from connector_nb.session import Session
 
@@ -106,3 +106,12 @@ def test_connector_error_echoing_the_secret_is_masked(session):
     with pytest.raises(ConnectorCallError, match="the service rejected key") as info:
         session.launch("f2_sleep", explode=True)
     assert SECRET not in str(info.value) and MASK in str(info.value)
+
+
+def test_no_metrics_or_logs_is_not_supported(session):
+    run = session.launch("f2_plain")
+    assert run.wait(60).phase == "SUCCEEDED"
+    with pytest.raises(NotSupportedError, match="no metrics"):
+        run.metrics()
+    with pytest.raises(NotSupportedError, match="no logs"):
+        run.logs()
