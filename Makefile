@@ -6,7 +6,7 @@ PORT ?= 8888
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv lab test test-fast lint bench chromium flytekit-venv clean
+.PHONY: venv lab test test-fast lint bench chromium flytekit-venv flyte2-venv clean
 
 venv: $(VENV)/.installed
 
@@ -27,12 +27,16 @@ chromium:
 flytekit-venv: venv
 	$(PY) -c "import sys; sys.path.insert(0, 'tests/integration'); import flytekit_env; print(flytekit_env.flytekit_python())"
 
+# Flyte 2 (flyte[connector]) likewise: the interop tests run its connector service `c0` (flyteidl2 protocol).
+flyte2-venv: venv
+	$(PY) tests/integration/flyte2_env.py
+
 # Root (containers, CI machines) needs --allow-root; nobody else gets it.
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb --ServerApp.ip=127.0.0.1 --port=$(PORT) \
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: venv chromium flytekit-venv
+test: venv chromium flytekit-venv flyte2-venv
 	$(PY) -m ruff check connector_nb tests benchmarks
 	$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env \
 	  --nbval-sanitize-with notebooks/sanitize.cfg -ra $(PYTEST_ARGS)
@@ -48,4 +52,4 @@ bench: venv
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venv-flytekit test-artifacts build *.egg-info
+	rm -rf $(VENV) .venv-flytekit .venv-flyte2 test-artifacts build *.egg-info

@@ -52,7 +52,8 @@ async def collect_logs(transport: Transport, category: TaskCategory, resource_me
             if response.HasField("header"):
                 next_token = response.header.token
             elif response.HasField("body"):
-                texts.extend(response.body.results)
+                # Flyte 2 connectors fill only structured lines (flyteidl2's ``lines``): their messages are the text.
+                texts.extend(response.body.results or [s.message for s in response.body.structured_lines])
                 structured.extend(json_format.MessageToDict(s) for s in response.body.structured_lines)
         if not next_token or next_token == token or next_token in seen:
             return Logs(texts, structured or None, next_token or token)

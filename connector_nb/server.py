@@ -191,16 +191,18 @@ async def _start(
     from flyteidl.service import agent_pb2, agent_pb2_grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    from .transports.local import LocalTransport
+    from ._v2 import V2_SERVICES, ConnectionTransport, add_v2_handlers
 
-    transport = LocalTransport(registry, max_workers=max_workers)
+    # One servicer under both flyteidl v1 and flyteidl2 names; v2's Connection reaches connectors as kwargs.
+    transport = ConnectionTransport(registry, max_workers=max_workers)
     servicer = _AgentServicer(transport)
     # so_reuseport off: binding a port that is in use must fail, not silently share it.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options], interceptors=list(interceptors) or None)
     agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(servicer, server)
     agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(servicer, server)
+    add_v2_handlers(server, servicer)
     health_servicer = health.aio.HealthServicer()
-    services = [s.full_name for s in agent_pb2.DESCRIPTOR.services_by_name.values()]
+    services = [s.full_name for s in agent_pb2.DESCRIPTOR.services_by_name.values()] + list(V2_SERVICES)
     for name in ("", health.SERVICE_NAME, *services):  # "" is the whole server
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,4 +1,4 @@
-"""gRPC transport: talks to a Flyte connector service (ours or flytekit's ``pyflyte serve connector``).
+"""gRPC transport: talks to a connector service (ours, flytekit's ``pyflyte serve connector``, Flyte 2's ``c0``).
 
 Requests are filled as Flyte propeller fills them (``task_category`` and the deprecated ``task_type``),
 so any connector service that works with Flyte works here. The channel is created lazily on the loop
@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Sequence
+import warnings
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 # grpc core otherwise prints INFO lines ("Got goaway ...") into the notebook whenever a service restarts.
 # Read when grpc is first imported; a value the user set wins.
@@ -20,15 +21,19 @@ import grpc
 import grpc.aio
 
 from .._tls import read_pem
+from .._v2 import METHODS, PROTOCOLS, connection_bytes, message_types, method_path
 from ..errors import (
+    AuthError,
+    CallTimeoutError,
     ConnectorCallError,
-    ConnectorNbError,
+    CreateOutcomeUnknownError,
     InputError,
     MetadataError,
     NotSupportedError,
     ServiceUnavailableError,
     UnknownTaskTypeError,
 )
+from ..secrets import mask_text
 from .base import ConnectorInfo, TaskCategory, Transport
 
 if TYPE_CHECKING:
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
 _TARGET = re.compile(r"^(?:(?P<scheme>grpcs?)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:/\[\]\s]+)(?::(?P<port>\d{1,5}))?/?$")
 _EXPECTED = "expected 'grpc://host:port', 'grpcs://host:port' or 'host:port'"
 _CODE = grpc.StatusCode
+_TOKEN_ENV = "CONNECTOR_NB_TOKEN"
+_T = TypeVar("_T")
 #: Short reconnect backoff so a restarted service is picked up within about a second (grpc's default
 #: grows to two minutes, far beyond what a notebook user will wait).
 _CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -65,7 +72,9 @@ def parse_target(target: str) -> tuple[str, bool]:
     return f"{match['host']}:{int(port)}", tls
 
 
-def _metadata(metadata: Sequence[tuple[str, str | bytes]] | Mapping[str, str | bytes] | None) -> tuple:
+def _metadata(
+    metadata: Sequence[tuple[str, str | bytes]] | Mapping[str, str | bytes] | None,
+) -> tuple[tuple[str, str | bytes], ...]:
     items = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or ())
     pairs = []
     for item in items:
@@ -77,12 +86,22 @@ def _metadata(metadata: Sequence[tuple[str, str | bytes]] | Mapping[str, str | b
 
 
 class GrpcTransport(Transport):
-    """A connector service reached over gRPC (``AsyncAgentService`` + ``AgentMetadataService``)."""
+    """A connector service over gRPC, speaking flyteidl v1 (``AsyncAgentService``) or Flyte 2's flyteidl2.
+
+    ``protocol``: ``"v1"``, ``"v2"`` or ``"auto"`` (ListAgents, then ListConnectors on UNIMPLEMENTED; remembered).
+    ``token`` (default ``$CONNECTOR_NB_TOKEN``) is sent as ``authorization: Bearer <token>``. ``secrets`` and
+    ``configs`` fill v2's ``Connection`` on create/get/delete; they never go into the template or inputs.
+    ``CreateTask`` is sent at most once: only a call that provably never left is retried.
+    """
 
     def __init__(
         self,
         target: str,
         *,
+        protocol: str = "auto",
+        token: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        configs: Mapping[str, str] | None = None,
         metadata: Sequence[tuple[str, str | bytes]] | Mapping[str, str | bytes] | None = None,
         root_certificates: str | bytes | None = None,
         timeout: float = 10.0,
@@ -101,7 +120,9 @@ class GrpcTransport(Transport):
         self._root_certificates = (
             None if root_certificates is None else read_pem(root_certificates, "root_certificates")
         )
-        self._metadata = _metadata(metadata)
+        self._protocol_choice(protocol, secrets, configs)
+        user_metadata = _metadata(metadata)
+        self._metadata = user_metadata + _authorization(token, user_metadata)
         self.timeout, self.logs_timeout = float(timeout), float(logs_timeout)
         self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
         self._options = _CHANNEL_OPTIONS + tuple(channel_options) + (
@@ -109,14 +130,24 @@ class GrpcTransport(Transport):
         )
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stubs: tuple[Any, Any] | None = None
+        self._calls: dict[tuple[str, str], Any] = {}
+
+    def _protocol_choice(
+        self, protocol: str, secrets: Mapping[str, str] | None, configs: Mapping[str, str] | None
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be 'auto', 'v1' or 'v2'; got {protocol!r}")
+        self._secrets, self._configs = _str_map(secrets, "secrets"), _str_map(configs, "configs")
+        if protocol == "v1" and (self._secrets or self._configs):
+            raise ValueError("secrets/configs travel in flyteidl2's Connection, which protocol='v1' does not have")
+        #: What the service speaks: 'v1' or 'v2'; None until 'auto' has asked.
+        self.protocol: str | None = None if protocol == "auto" else protocol
 
     # -- Transport -------------------------------------------------------------------------------
 
     async def connectors(self) -> list[ConnectorInfo]:
-        from flyteidl.admin import agent_pb2
-
-        response = await self._unary("ListAgents", agent_pb2.ListAgentsRequest(), "list_connectors")
+        """What the service offers (v2 connectors are never sync: flyteidl2 has no sync service)."""
+        response = await self._list()
         return [
             ConnectorInfo(agent.name, c.name, c.version, agent.is_sync)
             for agent in response.agents
@@ -130,6 +161,7 @@ class GrpcTransport(Transport):
         output_prefix: str,
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> bytes:
+        """CreateTask, sent at most once; raises CreateOutcomeUnknownError when it may have reached the service."""
         from flyteidl.admin import agent_pb2
 
         request = agent_pb2.CreateTaskRequest(
@@ -137,9 +169,19 @@ class GrpcTransport(Transport):
             task_execution_metadata=task_execution_metadata,
         )
         category = TaskCategory(template.type, template.task_type_version)
-        return (await self._unary("CreateTask", request, "create", category)).resource_meta
+        call = self._callable("CreateTask", await self._protocol())
+        await self._connected("create")  # until here nothing was sent: failing is safe
+        try:
+            response = await call(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            if e.code() in _MAYBE_RECEIVED:
+                detail = f"{e.code().name}: {self._mask(e.details() or '')}"
+                raise CreateOutcomeUnknownError(_run_id(request), category.name, detail) from None
+            raise await self._error(e, "create", category) from None
+        return bytes(response.resource_meta)
 
     async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
+        """GetTask: the run's current phase, message, links and outputs."""
         from flyteidl.admin import agent_pb2
 
         from ..connector import Resource
@@ -151,10 +193,11 @@ class GrpcTransport(Transport):
         pb = (await self._unary("GetTask", request, "get", category)).resource
         resource = Resource.from_flyte_idl(pb)
         if not resource.message and pb.HasField("agent_error"):
-            resource.message = pb.agent_error.message
+            resource.message = _agent_error_text(pb.agent_error)
         return resource
 
     async def delete(self, category: TaskCategory, resource_meta: bytes) -> None:
+        """DeleteTask (connectors make it idempotent, so it may be retried)."""
         from flyteidl.admin import agent_pb2
 
         request = agent_pb2.DeleteTaskRequest(
@@ -171,6 +214,7 @@ class GrpcTransport(Transport):
         end: datetime | None = None,
         step: timedelta | None = None,
     ) -> agent_pb2.GetTaskMetricsResponse:
+        """GetTaskMetrics for the run."""
         from flyteidl.admin import agent_pb2
 
         request = agent_pb2.GetTaskMetricsRequest(
@@ -183,56 +227,68 @@ class GrpcTransport(Transport):
             request.end_time.FromDatetime(end)
         if step is not None:
             request.step.FromTimedelta(step)
-        return await self._unary("GetTaskMetrics", request, "get_metrics", category)
+        response: agent_pb2.GetTaskMetricsResponse = await self._unary(
+            "GetTaskMetrics", request, "get_metrics", category
+        )
+        return response
 
     async def get_logs(
         self, category: TaskCategory, resource_meta: bytes, lines: int = 0, token: str = ""
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        """GetTaskLogs as a stream; retried only before its first message (a half-read stream cannot resume)."""
         from flyteidl.admin import agent_pb2
 
         request = agent_pb2.GetTaskLogsRequest(
             task_type=category.name, task_category=_category_pb(category), resource_meta=resource_meta,
             lines=lines, token=token,
         )
-        attempt = 0
-        while True:
-            call = self._stub("GetTaskLogs")(request, timeout=self.logs_timeout, metadata=self._metadata)
-            received = False
-            try:
-                async for response in call:  # a stream with zero messages simply ends here
-                    received = True
-                    yield response
-                return
-            except grpc.aio.AioRpcError as e:
-                # Only retry before anything was yielded: a half-read stream cannot be resumed.
-                if e.code() is _CODE.UNAVAILABLE and not received and attempt < self.retries:
-                    await asyncio.sleep(self._delay(attempt))
-                    attempt += 1
-                    continue
-                raise await self._error(e, "get_logs", category) from None
-            finally:
-                call.cancel()  # no-op when finished; stops the stream if the consumer broke off
+        call = self._callable("GetTaskLogs", await self._protocol())
+        streams: list[Any] = []
+
+        async def first() -> Any:
+            streams.append(call(request, timeout=self.logs_timeout, metadata=self._metadata))
+            return await streams[-1].read()
+
+        try:
+            response = await self._retrying(first)
+            while response is not grpc.aio.EOF:  # a stream with zero messages is EOF at once
+                yield response
+                response = await streams[-1].read()
+        except grpc.aio.AioRpcError as e:
+            raise await self._error(e, "get_logs", category) from None
+        finally:
+            if streams:
+                streams[-1].cancel()  # no-op when finished; stops the stream if the consumer broke off
 
     async def aclose(self) -> None:
-        channel, self._channel, self._stubs = self._channel, None, None
+        """Close the channel (when called on the loop that made it)."""
+        channel, self._channel, self._calls = self._channel, None, {}
         if channel is not None and self._loop is asyncio.get_running_loop():
             await channel.close()
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _stub(self, method: str) -> Any:
+    def _channel_here(self) -> grpc.aio.Channel:
+        """The channel of the running loop (grpc.aio channels are bound to one loop)."""
         loop = asyncio.get_running_loop()
-        if self._stubs is None or self._loop is not loop:
-            from flyteidl.service import agent_pb2_grpc
+        if self._channel is None or self._loop is not loop:
+            self._channel, self._loop, self._calls = self._make_channel(), loop, {}
+        return self._channel
 
-            self._channel = self._make_channel()
-            self._loop = loop
-            self._stubs = (
-                agent_pb2_grpc.AsyncAgentServiceStub(self._channel),
-                agent_pb2_grpc.AgentMetadataServiceStub(self._channel),
+    def _callable(self, method: str, protocol: str) -> Any:
+        """A multi-callable for ``method`` on ``protocol``'s path, with v2's Connection appended where it goes."""
+        channel = self._channel_here()
+        call = self._calls.get((protocol, method))
+        if call is None:
+            response_type = message_types(method)[1]
+            _, _, _, streaming, carries = METHODS[method]
+            extra = connection_bytes(self._secrets, self._configs) if protocol == "v2" and carries else b""
+            make = channel.unary_stream if streaming else channel.unary_unary
+            call = self._calls[(protocol, method)] = make(
+                method_path(protocol, method), request_serializer=lambda r: r.SerializeToString() + extra,
+                response_deserializer=response_type.FromString,
             )
-        agent, metadata = self._stubs
-        return getattr(metadata if method in ("ListAgents", "GetAgent") else agent, method)
+        return call
 
     def _make_channel(self) -> grpc.aio.Channel:
         if not self.tls:
@@ -240,24 +296,70 @@ class GrpcTransport(Transport):
         credentials = grpc.ssl_channel_credentials(root_certificates=self._root_certificates)
         return grpc.aio.secure_channel(self.address, credentials, options=self._options)
 
+    async def _protocol(self) -> str:
+        if self.protocol is None:
+            await self._list()
+        return self.protocol or "v1"  # _list settled it (or raised)
+
+    async def _list(self) -> agent_pb2.ListAgentsResponse:
+        """ListAgents (v1) or ListConnectors (v2); under 'auto' the first that is implemented decides."""
+        from flyteidl.admin import agent_pb2
+
+        request = agent_pb2.ListAgentsRequest()
+        for protocol in (self.protocol,) if self.protocol else ("v1", "v2"):
+            call = self._callable("ListAgents", protocol)
+            try:
+                response: agent_pb2.ListAgentsResponse = await self._retrying(
+                    lambda: call(request, timeout=self.timeout, metadata=self._metadata)  # noqa: B023
+                )
+            except grpc.aio.AioRpcError as e:
+                if e.code() is _CODE.UNIMPLEMENTED and protocol == "v1" and self.protocol is None:
+                    continue  # not a flyteidl v1 service: ask in flyteidl2
+                raise await self._error(e, "list_connectors", None) from None
+            self._settle(protocol)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _settle(self, protocol: str) -> None:
+        if self.protocol is None and protocol == "v1" and (self._secrets or self._configs):
+            warnings.warn(f"{self.target} speaks flyteidl v1, which has no Connection: secrets/configs are not sent",
+                          stacklevel=2)
+        self.protocol = protocol
+
+    async def _connected(self, what: str) -> None:
+        """Wait up to the timeout for a live connection; ServiceUnavailableError (nothing sent) if none comes."""
+        try:
+            await asyncio.wait_for(self._channel_here().channel_ready(), self.timeout)
+        except asyncio.TimeoutError:
+            raise ServiceUnavailableError(
+                f"connector service at {self.target} is unavailable: no connection within {self.timeout:g} s; "
+                f"{what}() was not sent"
+            ) from None
+
     def _delay(self, attempt: int) -> float:
-        return min(self.backoff * 2**attempt, self.max_backoff)
+        return float(min(self.backoff * 2**attempt, self.max_backoff))
 
     async def _unary(self, method: str, request: Any, what: str, category: TaskCategory | None = None) -> Any:
-        """Call with a deadline; retry UNAVAILABLE with exponential backoff; map failures to our errors."""
-        attempt = 0
-        while True:
+        """A call that is safe to repeat: deadline, UNAVAILABLE retried, failures mapped to our errors."""
+        call = self._callable(method, await self._protocol())
+        try:
+            return await self._retrying(lambda: call(request, timeout=self.timeout, metadata=self._metadata))
+        except grpc.aio.AioRpcError as e:
+            raise await self._error(e, what, category) from None
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """``attempt()``, repeated with capped exponential backoff while the service is UNAVAILABLE."""
+        for n in range(self.retries):
             try:
-                return await self._stub(method)(request, timeout=self.timeout, metadata=self._metadata)
+                return await attempt()
             except grpc.aio.AioRpcError as e:
-                if e.code() is _CODE.UNAVAILABLE and attempt < self.retries:
-                    await asyncio.sleep(self._delay(attempt))
-                    attempt += 1
-                    continue
-                raise await self._error(e, what, category) from None
+                if e.code() is not _CODE.UNAVAILABLE:
+                    raise
+            await asyncio.sleep(self._delay(n))
+        return await attempt()
 
     async def _error(self, e: grpc.aio.AioRpcError, what: str, category: TaskCategory | None) -> Exception:
-        code, details = e.code(), e.details() or ""
+        code, details = e.code(), self._mask(e.details() or "")
         task_type = category.name if category else ""
         error = await self._mapped(code, details, what, category)
         if error is None:
@@ -273,15 +375,12 @@ class GrpcTransport(Transport):
         if code is _CODE.UNAVAILABLE:
             return ServiceUnavailableError(f"connector service at {self.target} is unavailable: {details}")
         if code is _CODE.DEADLINE_EXCEEDED:
-            limit = self.logs_timeout if what == "get_logs" else self.timeout
-            return ServiceUnavailableError(
-                f"connector service at {self.target} did not answer {what}() within {limit:g} s: {details}"
-            )
+            return await self._timed_out(what, task_type, details)
         if code is _CODE.NOT_FOUND and category is not None:
             return UnknownTaskTypeError(category.name, category.version, await self._offered())
         if code is _CODE.INVALID_ARGUMENT:
             return (InputError if what == "create" else MetadataError)(details)
-        # flytekit's service lets NotImplementedError escape, which gRPC reports as UNKNOWN.
+        # flytekit's and Flyte 2's services let NotImplementedError escape, which gRPC reports as UNKNOWN.
         if optional and (code is _CODE.UNIMPLEMENTED or "NotImplementedError" in details):
             return NotSupportedError(f"this connector has no {optional}" + (f" ({details})" if details else ""))
         if code is _CODE.UNIMPLEMENTED:
@@ -289,8 +388,38 @@ class GrpcTransport(Transport):
         if code in (_CODE.INTERNAL, _CODE.UNKNOWN):
             return ConnectorCallError(what, task_type, None, details)
         if code in (_CODE.UNAUTHENTICATED, _CODE.PERMISSION_DENIED):
-            return ConnectorNbError(f"connector service at {self.target} refused {what}(): {code.name}: {details}")
+            return AuthError(f"connector service at {self.target} refused {what}(): {code.name}: {details} "
+                             f"(token= or ${_TOKEN_ENV} sets the bearer token)")
         return None
+
+    async def _timed_out(self, what: str, task_type: str, details: str) -> Exception:
+        """A hung connector (the service still answers) is a CallTimeoutError; a service gone quiet is unavailable."""
+        limit = self.logs_timeout if what == "get_logs" else self.timeout
+        if task_type and await self._answers():
+            return CallTimeoutError(what, task_type, limit)
+        return ServiceUnavailableError(
+            f"connector service at {self.target} did not answer {what}() within {limit:g} s: {details}"
+        )
+
+    async def _answers(self) -> bool:
+        """Whether the service answers at all: a health check, where any reply but silence counts."""
+        from grpc_health.v1 import health_pb2
+
+        call = self._channel_here().unary_unary(
+            "/grpc.health.v1.Health/Check", request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        try:
+            await call(health_pb2.HealthCheckRequest(), timeout=min(2.0, self.timeout), metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            return e.code() not in (_CODE.UNAVAILABLE, _CODE.DEADLINE_EXCEEDED)
+        return True
+
+    def _mask(self, text: str) -> str:
+        """``text`` (e.g. a service's error detail echoing a request) with secrets and metadata values masked."""
+        values = [v.decode(errors="replace") if isinstance(v, bytes) else v for _, v in self._metadata]
+        credentials = [*values, *(v.split(" ", 1)[-1] for v in values)]  # "Bearer <token>" and the bare token
+        return mask_text(text, sorted({*self._secrets.values(), *credentials}, key=len, reverse=True))
 
     async def _offered(self) -> list[str]:
         """What the service offers, for the 'no connector for ...' message (best effort)."""
@@ -300,9 +429,54 @@ class GrpcTransport(Transport):
             return ["(could not list the service's connectors)"]
 
     def __repr__(self) -> str:
-        # Call metadata usually carries credentials: show keys only, never values.
-        meta = f" metadata={{{', '.join(f'{k!r}: ***' for k, _ in self._metadata)}}}" if self._metadata else ""
-        return f"<GrpcTransport {self.target} timeout={self.timeout:g}s retries={self.retries}{meta}>"
+        # Call metadata and secrets are credentials: show keys only, never values.
+        def keys(label: str, pairs: Sequence[tuple[str, Any]]) -> str:
+            return f" {label}={{{', '.join(f'{k!r}: ***' for k, _ in pairs)}}}" if pairs else ""
+
+        return (f"<GrpcTransport {self.target} protocol={self.protocol or 'auto'} timeout={self.timeout:g}s "
+                f"retries={self.retries}{keys('metadata', self._metadata)}"
+                f"{keys('secrets', list(self._secrets.items()))}{keys('configs', list(self._configs.items()))}>")
+
+
+#: Codes after which a sent CreateTask may have been received and acted on.
+_MAYBE_RECEIVED = (_CODE.UNAVAILABLE, _CODE.DEADLINE_EXCEEDED, _CODE.CANCELLED)
+
+
+def _run_id(request: agent_pb2.CreateTaskRequest) -> str:
+    """The run id a session puts in the request: the execution name propeller would set."""
+    return str(request.task_execution_metadata.task_execution_id.node_execution_id.execution_id.name)
+
+
+def _agent_error_text(error: Any) -> str:
+    """A message from a v1 AgentError (1.16 has only code/kind/origin; other versions add a message)."""
+    from flyteidl.admin import agent_pb2
+
+    message = getattr(error, "message", "") or error.code or "agent error"
+    return f"{message} ({agent_pb2.AgentError.Kind.Name(error.kind)})"
+
+
+def _str_map(values: Mapping[str, str] | None, field: str) -> dict[str, str]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise TypeError(f"{field} must be a mapping of str to str")
+    return dict(values)
+
+
+def _authorization(token: str | None, metadata: tuple[tuple[str, str | bytes], ...]) -> tuple[tuple[str, str], ...]:
+    """``authorization: Bearer <token>`` from ``token`` or ``$CONNECTOR_NB_TOKEN`` (explicit metadata wins)."""
+    explicit = any(key == "authorization" for key, _ in metadata)
+    if token is None:
+        token = None if explicit else os.environ.get(_TOKEN_ENV) or None
+        if token is None:
+            return ()
+    elif explicit:
+        raise ValueError("give either token= or an 'authorization' metadata entry, not both")
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, got {type(token).__name__}")
+    if not token.strip() or any(c in token for c in "\r\n\0"):
+        raise ValueError(f"token must be a non-empty single-line string (from token= or ${_TOKEN_ENV})")
+    return (("authorization", f"Bearer {token.strip()}"),)
 
 
 def _category_pb(category: TaskCategory) -> agent_pb2.TaskCategory:

@@ -28,27 +28,27 @@ def _bin(venv: Path, name: str) -> Path:
     return venv / ("Scripts" if os.name == "nt" else "bin") / name
 
 
-def _has_flytekit(python: Path) -> bool:
+def _imports(python: Path, probe: str) -> bool:
     if not python.exists():
         return False
-    probe = subprocess.run(
-        [str(python), "-c", "import flytekit.extend.backend.connector_service, grpc_health.v1.health"],
-        capture_output=True, timeout=120,
-    )
-    return probe.returncode == 0
+    return subprocess.run([str(python), "-c", probe], capture_output=True, timeout=120).returncode == 0
 
 
 def flytekit_python(install: bool = True) -> Path:
     """The venv's python, creating the venv and installing flytekit first if needed."""
-    venv = venv_dir()
+    return ensure_venv(venv_dir(), os.environ.get(SPEC_VAR, "flytekit[connector]"),
+                       "import flytekit.extend.backend.connector_service, grpc_health.v1.health", ENV_VAR, install)
+
+
+def ensure_venv(venv: Path, spec: str, probe: str, env_var: str, install: bool = True) -> Path:
+    """Python of ``venv`` once ``probe`` imports there; creates the venv and installs ``spec`` when it does not."""
     python = _bin(venv, "python")
-    if _has_flytekit(python):
+    if _imports(python, probe):
         return python
     if not install:
-        raise RuntimeError(f"no flytekit virtualenv at {venv}; set {ENV_VAR} or allow install")
+        raise RuntimeError(f"no usable virtualenv at {venv}; set {env_var} or allow install")
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    spec = os.environ.get(SPEC_VAR, "flytekit[connector]")
     subprocess.run([str(python), "-m", "pip", "install", "-q", spec], check=True, timeout=1800)
     return python
 
@@ -62,9 +62,9 @@ if __name__ == "__main__":
     print(flytekit_python())
 
 
-#: Runs ``pyflyte serve connector`` bound to 127.0.0.1 only. pyflyte itself always binds ``[::]`` (and
-#: Prometheus on 0.0.0.0), so this patches those two bind addresses before handing over to its CLI.
-_LOOPBACK_PYFLYTE = """
+#: Binds grpc.aio servers and Prometheus to 127.0.0.1 only. pyflyte and Flyte 2's c0 always bind ``[::]``
+#: (and Prometheus on 0.0.0.0) with no host option, so this patches both before handing over to their CLI.
+LOOPBACK_PATCH = """
 import sys
 import grpc.aio._server as aio_server
 import prometheus_client
@@ -73,7 +73,8 @@ _add = aio_server.Server.add_insecure_port
 aio_server.Server.add_insecure_port = lambda self, address: _add(self, address.replace("[::]", "127.0.0.1"))
 _http = prometheus_client.start_http_server
 prometheus_client.start_http_server = lambda port, addr="127.0.0.1", *a, **k: _http(port, "127.0.0.1", *a, **k)
-
+"""
+_LOOPBACK_PYFLYTE = LOOPBACK_PATCH + """
 from flytekit.clis.sdk_in_container.pyflyte import main
 sys.argv[0] = "pyflyte"
 main()
