@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
+    "SecretNotFoundError": "errors",
     "AsyncConnector": "connector",
     "AsyncConnectorBase": "connector",
     "ResourceMeta": "connector",
@@ -52,9 +53,9 @@ __all__ = [
     "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
     "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
     "InputError", "LiteralConversionError", "LocalTransport", "MetadataError", "MockTransport", "NotSupportedError",
-    "PollPolicy", "PollingStoppedError", "Resource", "ResourceMeta", "Run", "ServiceUnavailableError", "Session",
-    "SessionClosedError", "Transition", "Transport", "UnknownRunError", "UnknownTaskTypeError", "WaitInterrupted",
-    "__version__", "progress", "serve", "task_template",
+    "PollPolicy", "PollingStoppedError", "Resource", "ResourceMeta", "Run", "SecretNotFoundError",
+    "ServiceUnavailableError", "Session", "SessionClosedError", "Transition", "Transport", "UnknownRunError",
+    "UnknownTaskTypeError", "WaitInterrupted", "__version__", "progress", "serve", "task_template",
 ]
 
 
@@ -99,6 +100,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         MetadataError,
         NotSupportedError,
         PollingStoppedError,
+        SecretNotFoundError,
         ServiceUnavailableError,
         SessionClosedError,
         UnknownRunError,

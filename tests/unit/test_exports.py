@@ -13,6 +13,7 @@ import connector_nb
 from connector_nb import errors
 
 EXPECTED = [
+    "SecretNotFoundError",
     "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
     "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
     "InputError", "LiteralConversionError", "LocalTransport", "MetadataError", "MockTransport", "NotSupportedError",
