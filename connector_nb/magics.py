@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
+from IPython.utils.process import arg_split  # type: ignore[attr-defined]  # re-exported, not declared
 
 from ._args import MAX_DEPTH, MAX_TEXT, check_nesting, parse_assignments, parse_json_object
 from .errors import ConnectorNbError, InputError, UnknownTaskTypeError
@@ -74,31 +74,37 @@ class ConnectorMagics(Magics):
 
     # -- the session -----------------------------------------------------------------------------
     @property
+    def _ns(self) -> dict[str, Any]:
+        """The notebook's namespace."""
+        assert self.shell is not None, "the magics are registered with a shell"
+        return self.shell.user_ns  # type: ignore[no-any-return]
+
+    @property
     def session(self) -> Session:
         """The user's ``connector_session`` if it is an open Session, else one this extension owns."""
         from .session import Session
 
-        current = self.shell.user_ns.get(SESSION_NAME)
+        current = self._ns.get(SESSION_NAME)
         if isinstance(current, Session) and not current.closed:
             return current
         if self._own is None or self._own.closed:
             self._own = Session()
-        self.shell.user_ns[SESSION_NAME] = self._own
+        self._ns[SESSION_NAME] = self._own
         return self._own
 
     def close(self) -> None:
         """Close the magics' session (on ``%unload_ext``)."""
         own, self._own = self._own, None
         if own is not None:
-            if self.shell.user_ns.get(SESSION_NAME) is own:
-                del self.shell.user_ns[SESSION_NAME]
+            if self._ns.get(SESSION_NAME) is own:
+                del self._ns[SESSION_NAME]
             own.close()
 
     def resolve_run(self, token: str) -> Run:
         """A run id, or the name of a variable holding a Run."""
         from .run import Run
 
-        value = self.shell.user_ns.get(token)
+        value = self._ns.get(token)
         if isinstance(value, Run):
             return value
         try:
@@ -250,13 +256,13 @@ class ConnectorMagics(Magics):
             new = Session(target)
         except (ConnectorNbError, ValueError, OSError) as e:
             raise usage(f"cannot connect to {target!r}: {e}") from None
-        old = self.shell.user_ns.get(SESSION_NAME)
+        old = self._ns.get(SESSION_NAME)
         if isinstance(old, Session) and not old.closed:
             old.close()
         if self._own is not None and not self._own.closed:
             self._own.close()
         self._own = new
-        self.shell.user_ns[SESSION_NAME] = new
+        self._ns[SESSION_NAME] = new
         print(f"connected: {new.target} (as {SESSION_NAME})")
 
     def _do_ui(self, args: Any, _cell: str | None) -> Any:
@@ -267,15 +273,15 @@ class ConnectorMagics(Magics):
 
     def _do_register(self, args: Any, _cell: str | None) -> None:
         name = self._one(args, "register CLASSNAME [--override]")
-        if name not in self.shell.user_ns:
+        if name not in self._ns:
             raise UsageError(f"no variable {name!r} in the namespace; define the connector class first")
         registry = self.session.registry
         if registry is None:
             raise UsageError("the current session is remote: register connectors in the connector service")
-        obj = self.shell.user_ns[name]
+        obj = self._ns[name]
         try:
             instance = obj() if isinstance(obj, type) else obj  # a class may set its task type in __init__
-            key = (getattr(instance, "task_type_name", None), int(getattr(instance, "task_type_version", 0) or 0))
+            key = (str(getattr(instance, "task_type_name", "")), int(getattr(instance, "task_type_version", 0) or 0))
             replaced = key in registry
             with warnings.catch_warnings():  # the notice below says it instead
                 warnings.simplefilter("ignore")
@@ -300,7 +306,7 @@ class ConnectorMagics(Magics):
     def _one(args: Any, form: str) -> str:
         if len(args.args) != 1:
             raise UsageError(f"expected: %connector {form}")
-        return args.args[0]
+        return str(args.args[0])
 
     @staticmethod
     def _no_args(args: Any) -> None:
