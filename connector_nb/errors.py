@@ -99,3 +99,11 @@ class UnknownRunError(ConnectorNbError, LookupError):
 
 class AuthError(ConnectorNbError, PermissionError):
     """The connector service refused the call's credentials (UNAUTHENTICATED / PERMISSION_DENIED)."""
+
+
+class JournalError(ConnectorNbError):
+    """The run journal cannot be used: closed, a flush that did not finish, or a file it cannot open."""
+
+
+class JournalVersionError(JournalError):
+    """The journal file was written by a newer connector_nb (a schema version this one does not know)."""
