@@ -103,3 +103,11 @@ class AuthError(ConnectorNbError, PermissionError):
 
 class SecretNotFoundError(ConnectorNbError, LookupError):
     """A secret a connector declares is neither in the environment nor in the ``.env`` file."""
+
+
+class JournalError(ConnectorNbError):
+    """The run journal cannot be used: closed, a flush that did not finish, or a file it cannot open."""
+
+
+class JournalVersionError(JournalError):
+    """The journal file was written by a newer connector_nb (a schema version this one does not know)."""

@@ -1,94 +1,583 @@
 """SQLite journal of launched runs: what was launched, where, and every phase it reached.
 
-It lets a restarted kernel find its runs again (``AsyncSession.reattach``). Inputs are stored redacted,
-and resource metadata with a secret-looking field is not stored at all.
+It is what lets a restarted kernel find its runs again. The *intent* row is committed before ``create`` is
+called, so a process killed at any point leaves a trace; transitions are appended (never rewritten) by a
+writer thread in batches, off the caller's path; a run in a terminal phase is never reopened. Several
+processes may share one journal file (SQLite WAL). Nothing secret is stored: inputs and the template's
+``custom`` are redacted, messages masked, and resource meta that carries a secret is not kept.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
+import queue
+import socket
 import sqlite3
 import threading
+import time
+from contextlib import suppress
+from datetime import datetime, timezone
+from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypedDict, cast
 
-from .secrets import is_secret_name, redact
+from . import secrets as _secrets
+from .errors import InputError, JournalError, JournalVersionError, UnknownRunError
+from .secrets import MASK, is_secret_name, mask_text, redact, secret_values
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .run import Run
+log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+SCHEMA_VERSION = 1
+FILE_NAME = "journal.sqlite3"
+#: Phases after which a run is never reopened. RETRYABLE_FAILED ends polling too: a retry is a new run.
+TERMINAL = ("SUCCEEDED", "FAILED", "ABORTED", "RETRYABLE_FAILED")
+FRAME_COLUMNS = ["run_id", "task_type", "target", "age", "phase", "unknown_outcome", "started_at", "ended_at",
+                 "message"]
+_TERMINAL_SQL = "(" + ", ".join(f"'{p}'" for p in TERMINAL) + ")"
+_OPEN = f"phase NOT IN {_TERMINAL_SQL}"  # the same text in queries and the partial index, so the index is used
+_MAX_BATCH = 5000
+_BUSY_TIMEOUT_S = 30.0
+
+_TABLES = f"""
+CREATE TABLE runs (
     run_id TEXT PRIMARY KEY, task_type TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
     inputs TEXT NOT NULL, template BLOB, resource_meta BLOB, output_prefix TEXT,
-    phase TEXT NOT NULL, message TEXT, started_at TEXT NOT NULL, ended_at TEXT, transitions TEXT NOT NULL
-)"""
+    phase TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', started_at TEXT NOT NULL, ended_at TEXT,
+    unknown_outcome INTEGER NOT NULL DEFAULT 0, pid INTEGER, host TEXT, flags TEXT NOT NULL DEFAULT '');
+CREATE INDEX runs_started ON runs(started_at);
+CREATE INDEX runs_open ON runs(started_at) WHERE {_OPEN};
+CREATE TABLE transitions (
+    seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, phase TEXT NOT NULL, message TEXT NOT NULL,
+    at TEXT NOT NULL, flag TEXT NOT NULL DEFAULT '');
+CREATE INDEX transitions_run ON transitions(run_id, seq);
+"""
+# The rules live in the database, so they hold for every process sharing the file, atomically.
+_TRIGGERS = f"""
+CREATE TRIGGER transitions_append_only BEFORE UPDATE ON transitions
+BEGIN SELECT RAISE(ABORT, 'journal transitions are append-only'); END;
+CREATE TRIGGER transitions_open_runs_only BEFORE INSERT ON transitions
+WHEN NOT EXISTS (SELECT 1 FROM runs WHERE run_id = NEW.run_id AND {_OPEN})
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER transitions_update_run AFTER INSERT ON transitions
+BEGIN UPDATE runs SET phase = NEW.phase, message = NEW.message,
+    ended_at = CASE WHEN NEW.phase IN {_TERMINAL_SQL} THEN NEW.at ELSE NULL END,
+    flags = CASE WHEN NEW.flag = '' OR instr(',' || flags || ',', ',' || NEW.flag || ',') > 0 THEN flags
+                 WHEN flags = '' THEN NEW.flag ELSE flags || ',' || NEW.flag END
+    WHERE run_id = NEW.run_id; END;
+CREATE TRIGGER runs_terminal_frozen BEFORE UPDATE ON runs WHEN OLD.phase IN {_TERMINAL_SQL}
+BEGIN SELECT RAISE(IGNORE); END;
+"""
+_INSERT_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, template, output_prefix, phase, "
+               "started_at, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, 'CREATING', ?, ?, ?)")
+_INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES (?, ?, ?, ?, ?)"
+_CREATED = ("INSERT INTO transitions (run_id, phase, message, at, flag) "
+            "SELECT run_id, 'QUEUED', 'created', ?, '' FROM runs WHERE run_id = ? AND phase = 'CREATING'")
+_STORE_META = "UPDATE runs SET resource_meta = ? WHERE run_id = ?"
+_UNKNOWN = "UPDATE runs SET unknown_outcome = 1, message = ? WHERE run_id = ?"
+_CLAIM = "UPDATE runs SET pid = ?, host = ? WHERE run_id = ?"
 
 
-def default_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "connector_nb" / "journal.sqlite3"
+class JournalRow(TypedDict):
+    """One journaled run, as ``Journal.get`` and ``Journal.unfinished`` return it."""
+
+    run_id: str
+    task_type: str
+    version: int
+    target: str
+    inputs: dict[str, Any]  # redacted
+    template: bytes | None  # serialized TaskTemplate, ``custom`` redacted
+    resource_meta: bytes | None  # None until created, or when it carried a secret
+    output_prefix: str | None
+    phase: str  # "CREATING" until create returns
+    message: str
+    started_at: datetime
+    ended_at: datetime | None
+    unknown_outcome: bool
+    pid: int | None  # the process that launched it (or reattached it last)
+    host: str | None
+    transitions: list[dict[str, str]]  # phase, message, at (ISO), flag; oldest first
+    flags: list[str]  # distinct odd-sequence flags seen, e.g. "backwards"
+
+
+def default_home() -> Path:
+    """``$CONNECTOR_NB_HOME``, else the per-user state dir: ``($XDG_STATE_HOME or ~/.local/state)/connector_nb``."""
+    home = os.environ.get("CONNECTOR_NB_HOME")
+    if home:
+        return Path(home).expanduser()
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "connector_nb"
 
 
 class Journal:
-    """Records runs on every phase change (not on every poll)."""
+    """A run journal in one SQLite file, safe to share between threads and processes."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Runs change on the engine thread, reads come from the kernel thread: one connection, one lock.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(SCHEMA)
-        self._lock = threading.Lock()
-        self._phases: dict[str, tuple[str, int]] = {}
+        """Open (creating, or migrating from the old format) the journal at ``path``, default ``default_home()``."""
+        if path is None:
+            home = default_home()
+            _private_dir(home, enforce=True)  # our own state dir: tightened even if it already existed
+            self.path = home / FILE_NAME
+        elif isinstance(path, (str, os.PathLike)):
+            self.path = Path(path).expanduser()
+            _private_dir(self.path.parent, enforce=False)  # a folder the user chose: only new ones are made 0700
+        else:
+            raise TypeError(f"path: expected a str, os.PathLike or None, got {type(path).__name__}")
+        self._lock = threading.Lock()  # one connection, shared by the caller threads and the writer thread
+        self._db = self._open()
+        self._pid, self._host = os.getpid(), socket.gethostname()
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._known: dict[str, list[str]] = {}  # secret input values of open runs, to mask them in messages
+        self._closed = False
+        #: Journal writes given up after repeated database errors (each is logged).
+        self.dropped = 0
+        self._writer = threading.Thread(target=self._drain, name="connector_nb-journal", daemon=True)
+        self._writer.start()
+        atexit.register(self.close)
 
-    def record(self, run: Run) -> None:
-        state = (run.phase, len(run.transitions))
-        if self._phases.get(run.run_id) == state:
-            return
-        self._phases[run.run_id] = state
-        transitions = [{"phase": t.phase, "message": t.message, "at": t.at.isoformat()} for t in run.transitions]
-        row = (run.run_id, run.task_type, run.version, run.session.target, json.dumps(redact(run.inputs), default=str),
-               run.template.SerializeToString(), _storable_meta(run.resource_meta), run.output_prefix, run.phase,
-               run.message, run.started_at.isoformat(), run.ended_at.isoformat() if run.ended_at else None,
-               json.dumps(transitions))
+    # -- writing -------------------------------------------------------------------------------
+    def intent(
+        self, *, run_id: str, task_type: str, version: int, target: str, inputs: Mapping[str, Any],
+        template: bytes, output_prefix: str | None, started_at: datetime,
+    ) -> None:
+        """Record a launch before ``create`` is called; committed (visible to every process) when it returns."""
+        self._check_open()
+        for name, value, kind in (("run_id", run_id, str), ("task_type", task_type, str), ("target", target, str),
+                                  ("version", version, int), ("inputs", inputs, Mapping),
+                                  ("template", template, bytes), ("started_at", started_at, datetime)):
+            _need(name, value, kind)
+        known = secret_values(inputs)
+        row = (run_id, task_type, version, target, _inputs_json(inputs, known), _redact_template(template, known),
+               output_prefix, _iso(started_at), self._pid, self._host)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+            try:
+                self._db.execute(_INSERT_RUN, row)  # autocommit: durable once execute returns
+            except sqlite3.IntegrityError:
+                raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
+        if known:
+            self._known[run_id] = known
 
-    def get(self, run_id: str) -> dict[str, Any]:
-        with self._lock:
-            cursor = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-            row = cursor.fetchone()
-            names = [d[0] for d in cursor.description]
-        if row is None:
-            raise KeyError(f"no run {run_id!r} in the journal at {self.path}")
-        return dict(zip(names, row))
+    def created(self, run_id: str, resource_meta: bytes | None) -> None:
+        """``create`` returned ``resource_meta``: the run is QUEUED and reattachable (written in the background)."""
+        self._put("created", run_id, resource_meta, _utcnow())
 
-    def frame(self) -> pd.DataFrame:
-        import pandas as pd
+    def outcome_unknown(self, run_id: str, detail: str) -> None:
+        """``create`` may have reached the connector without an answer: flag the run, keep it listed as unfinished."""
+        self._put("unknown", run_id, detail)
 
-        with self._lock:
-            return pd.read_sql_query(
-                "SELECT run_id, task_type, version, target, phase, message, started_at, ended_at, inputs "
-                "FROM runs ORDER BY started_at", self._db)
+    def create_failed(self, run_id: str, detail: str) -> None:
+        """``create`` raised, so the job does not exist: the run ends FAILED with ``detail``."""
+        self._put("transition", run_id, "FAILED", f"create failed: {detail}", _utcnow(), "")
+
+    def transition(self, run_id: str, phase: str, message: str, at: datetime, flag: str = "") -> None:
+        """Append a phase change (written in the background); ignored once the run is in a terminal phase."""
+        if not isinstance(phase, str) or not isinstance(at, datetime):
+            raise TypeError(f"transition: phase must be a str and at a datetime, got {type(phase).__name__} "
+                            f"and {type(at).__name__}")
+        self._put("transition", run_id, phase, message, at, flag)
+
+    def claim(self, run_id: str) -> None:
+        """Mark ``run_id`` as watched by this process (after a reattach), so ``unfinished`` here skips it."""
+        self._put("claim", self._pid, self._host, run_id)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything written so far is committed; JournalError if that takes over ``timeout`` s."""
+        if self._closed:
+            return  # close() flushed everything
+        if not self._writer.is_alive():
+            raise JournalError(f"the journal writer for {self.path} has stopped")
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        if not done.wait(timeout):
+            raise JournalError(f"journal writes to {self.path} did not finish within {timeout} s")
 
     def close(self) -> None:
+        """Flush, stop the writer thread and close the file; idempotent (also runs at interpreter exit)."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        self._queue.put(("stop",))
+        self._writer.join(timeout=3 * _BUSY_TIMEOUT_S)
         with self._lock:
             self._db.close()
 
+    # -- reading (each read sees every write this object made before it) -----------------------
+    def get(self, run_id: str) -> JournalRow:
+        """The journaled run ``run_id``; UnknownRunError (listing recent ids) if there is none."""
+        self.flush()
+        with self._lock:
+            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._unknown(run_id)
+            transitions = self._transitions("WHERE run_id = ?", (run_id,))
+        return _journal_row(row, transitions.get(run_id, []))
+
+    def history(self, run_id: str) -> list[dict[str, str]]:
+        """The transitions of ``run_id`` in the order they were recorded: phase, message, at (ISO), flag."""
+        return self.get(run_id)["transitions"]
+
+    def unfinished(self, *, exclude_pid: int | None = None) -> list[JournalRow]:
+        """Runs not in a terminal phase (intents and unknown outcomes too), newest first.
+
+        ``exclude_pid`` skips the runs that process (on this host) launched or claimed: a live session's own.
+        """
+        where = f"WHERE {_OPEN}"
+        args: tuple[Any, ...] = ()
+        if exclude_pid is not None:
+            where += " AND NOT (coalesce(pid, -1) = ? AND coalesce(host, '') = ?)"
+            args = (exclude_pid, self._host)
+        self.flush()
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC", args)
+            found = rows.fetchall()
+            transitions = self._transitions(f"WHERE run_id IN (SELECT run_id FROM runs {where})", args)
+        return [_journal_row(r, transitions.get(r["run_id"], [])) for r in found]
+
+    def frame(self, *, unfinished_only: bool = False, limit: int | None = None) -> pd.DataFrame:
+        """Journaled runs, newest first: id, task type, target, age, phase, unknown outcome, times, message."""
+        import pandas as pd
+
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit: expected a non-negative int or None, got {limit!r}")
+        sql = ("SELECT run_id, task_type, target, phase, unknown_outcome, started_at, ended_at, message FROM runs"
+               + (f" WHERE {_OPEN}" if unfinished_only else "") + " ORDER BY started_at DESC, rowid DESC"
+               + (f" LIMIT {limit}" if limit is not None else ""))
+        self.flush()
+        with self._lock:
+            rows = [tuple(r) for r in self._db.execute(sql)]
+        frame = pd.DataFrame(rows, columns=[c for c in FRAME_COLUMNS if c != "age"])
+        for column in ("started_at", "ended_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        frame["unknown_outcome"] = frame["unknown_outcome"].astype(bool)
+        frame["age"] = pd.Timestamp.now(tz="UTC") - frame["started_at"]
+        return cast("pd.DataFrame", frame[FRAME_COLUMNS])
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
-        return f"<Journal {self.path}>"
+        return f"<Journal {self.path}{' (closed)' if self._closed else ''}>"
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JournalError(f"the journal at {self.path} is closed; open a new Journal to use it")
+
+    def _put(self, *op: Any) -> None:
+        if self._closed:
+            log.debug("journal closed: dropped a late %s for run %s", op[0], op[1])
+            return
+        self._queue.put(op)
+
+    def _unknown(self, run_id: str) -> UnknownRunError:
+        recent = [r[0] for r in self._db.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 10")]
+        return UnknownRunError(f"no run {run_id!r} in the journal at {self.path}; "
+                               f"recent runs: {', '.join(recent) or 'none'}")
+
+    def _transitions(self, where: str, args: tuple[Any, ...]) -> dict[str, list[dict[str, str]]]:
+        found: dict[str, list[dict[str, str]]] = {}
+        for run_id, phase, message, at, flag in self._db.execute(
+                f"SELECT run_id, phase, message, at, flag FROM transitions {where} ORDER BY seq", args):
+            found.setdefault(run_id, []).append({"phase": phase, "message": message, "at": at, "flag": flag})
+        return found
+
+    def _drain(self) -> None:
+        """The writer thread: take what is queued, write it in one transaction, wake the flushers."""
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            work = [op for op in batch if op[0] not in ("flush", "stop")]
+            try:
+                if work:
+                    self._commit(work)
+            except Exception:  # never let the writer die: flushers would wait forever
+                self.dropped += len(work)
+                log.exception("journal %s: %d writes lost", self.path, len(work))
+            finally:
+                for op in batch:
+                    if op[0] == "flush":
+                        op[1].set()
+            if any(op[0] == "stop" for op in batch):
+                return
+
+    def _commit(self, work: list[tuple[Any, ...]]) -> None:
+        for attempt in range(3):
+            try:
+                with self._lock:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        for kind, ops in groupby(work, key=lambda op: op[0]):
+                            self._apply(kind, list(ops))
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        self._db.execute("ROLLBACK")
+                        raise
+                return
+            except sqlite3.OperationalError as e:  # locked past the busy timeout, disk full...
+                log.warning("journal %s: write failed (%s), attempt %d of 3", self.path, e, attempt + 1)
+                time.sleep(0.1 * (attempt + 1))  # back off before retrying the whole batch
+        raise JournalError(f"journal {self.path}: giving up on {len(work)} writes")
+
+    def _apply(self, kind: str, ops: list[tuple[Any, ...]]) -> None:
+        db = self._db
+        if kind == "transition":
+            db.executemany(_INSERT_TRANSITION, [(r, p, self._mask(r, str(m)), _iso(at), str(f))
+                                                for _, r, p, m, at, f in ops])
+            for op in ops:
+                if op[2] in TERMINAL:
+                    self._known.pop(op[1], None)  # no message of it will be written again
+        elif kind == "created":
+            db.executemany(_CREATED, [(_iso(at), r) for _, r, _meta, at in ops])
+            db.executemany(_STORE_META, [(_storable_meta(m, self._known.get(r, [])), r) for _, r, m, _at in ops])
+        elif kind == "unknown":
+            db.executemany(_UNKNOWN, [(self._mask(r, str(d)), r) for _, r, d in ops])
+        elif kind == "claim":
+            db.executemany(_CLAIM, [op[1:] for op in ops])
+
+    def _mask(self, run_id: str, text: str) -> str:
+        return _masked(text, self._known.get(run_id, []))
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as e:  # not a database at all (corrupt, or some other file)
+            aside = _move_aside(self.path, "unreadable")
+            log.warning("journal %s could not be read (%s); moved it to %s and started a new one", self.path, e,
+                        aside)
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+        for file in files:  # made 0600 before SQLite creates them with the umask's mode
+            _private_file(file)
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives the process being killed
+            db.execute("PRAGMA secure_delete=ON")  # what a migration drops is zeroed, not left in free pages
+            _setup(db, self.path)
+        except BaseException:
+            db.close()
+            raise
+        for file in files:
+            _private_file(file)
+        return db
 
 
-def _storable_meta(meta: bytes) -> bytes | None:
+def _setup(db: sqlite3.Connection, path: Path) -> None:
+    """Create or migrate the schema, once, even with several processes opening the file at the same time."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalVersionError(
+                f"the journal at {path} has schema version {version}, newer than this connector_nb knows "
+                f"({SCHEMA_VERSION}): upgrade connector_nb, or use another file (journal=... or CONNECTOR_NB_HOME)")
+        if version < SCHEMA_VERSION:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "runs" in tables:
+                _migrate_v0(db, path)
+            elif tables:
+                raise JournalError(f"{path} is an SQLite database but not a connector_nb journal "
+                                   f"(tables: {', '.join(sorted(tables))}); give the journal another path")
+            else:
+                _run_script(db, _TABLES + _TRIGGERS)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT the open transaction first; statements one by one stay inside it.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _migrate_v0(db: sqlite3.Connection, path: Path) -> None:
+    """Rewrite a journal of the first format (one ``runs`` table, transitions as a JSON column)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    needed = {"run_id", "task_type", "version", "target", "inputs", "phase", "started_at", "transitions"}
+    if not needed <= columns:
+        raise JournalError(f"{path} has a 'runs' table this connector_nb does not know; give the journal "
+                           "another path")
+    db.execute("ALTER TABLE runs RENAME TO runs_v0")
+    _run_script(db, _TABLES)
+    old = db.execute("SELECT * FROM runs_v0 ORDER BY started_at").fetchall()
+    for row in old:
+        db.execute("INSERT INTO runs (run_id, task_type, version, target, inputs, template, resource_meta, "
+                   "output_prefix, phase, message, started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (row["run_id"], row["task_type"], row["version"], row["target"], _masked(row["inputs"], []),
+                    _redact_template_or_none(row["template"]), _storable_meta(row["resource_meta"], []),
+                    row["output_prefix"], row["phase"], _masked(row["message"] or "", []), row["started_at"],
+                    row["ended_at"]))
+        db.executemany(_INSERT_TRANSITION, [(row["run_id"], t["phase"], _masked(t["message"], []), t["at"], "")
+                                            for t in _old_transitions(row["transitions"])])
+    db.execute("DROP TABLE runs_v0")
+    _run_script(db, _TRIGGERS)  # after the copy: the rules would refuse history of runs already terminal
+    log.info("journal %s: migrated %d runs from the first format", path, len(old))
+
+
+def _old_transitions(text: str | None) -> list[dict[str, str]]:
+    try:
+        items = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [{"phase": str(t["phase"]), "message": str(t.get("message") or ""), "at": str(t["at"])}
+            for t in items if isinstance(t, dict) and "phase" in t and "at" in t]
+
+
+def _journal_row(row: sqlite3.Row, transitions: list[dict[str, str]]) -> JournalRow:
+    try:
+        inputs = json.loads(row["inputs"])
+    except ValueError:
+        inputs = {}
+    return JournalRow(
+        run_id=row["run_id"], task_type=row["task_type"], version=row["version"], target=row["target"],
+        inputs=inputs if isinstance(inputs, dict) else {}, template=row["template"],
+        resource_meta=row["resource_meta"], output_prefix=row["output_prefix"], phase=row["phase"],
+        message=row["message"], started_at=_parse(row["started_at"]),
+        ended_at=_parse(row["ended_at"]) if row["ended_at"] else None,
+        unknown_outcome=bool(row["unknown_outcome"]), pid=row["pid"], host=row["host"], transitions=transitions,
+        flags=[f for f in row["flags"].split(",") if f])
+
+
+# -- secrets -----------------------------------------------------------------------------------
+def _masked(text: str, known: Iterable[str]) -> str:
+    """``text`` with the run's secret input values masked, and every secret ``secrets.mask`` remembers."""
+    text = mask_text(text, known)
+    by_value = getattr(_secrets, "mask", None)  # added by the secrets work; absent on older versions
+    return str(by_value(text)) if callable(by_value) else text
+
+
+def _scrub(value: Any, known: list[str]) -> Any:
+    """A JSON-ready copy of ``value`` with every string masked (non-JSON leaves become their masked str)."""
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v, known) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, known) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _masked(str(value), known)
+
+
+def _inputs_json(inputs: Mapping[str, Any], known: list[str]) -> str:
+    try:
+        return json.dumps(_scrub(redact(inputs), known))
+    except (RecursionError, ValueError) as e:  # a self-containing value
+        raise InputError(f"inputs: cannot be journaled as JSON ({type(e).__name__}: {e})") from None
+
+
+def _redact_template(template: bytes, known: list[str]) -> bytes:
+    """The TaskTemplate with secret-named ``custom``/``config``/env values masked and the rest masked by value."""
+    if not template:
+        return template
+    from flyteidl.core import tasks_pb2
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+
+    try:
+        message = tasks_pb2.TaskTemplate.FromString(template)
+    except DecodeError:
+        raise InputError("template: expected the bytes of a serialized flyteidl TaskTemplate") from None
+    if message.HasField("custom"):
+        clean = _scrub(redact(json_format.MessageToDict(message.custom)), known)
+        message.custom.Clear()
+        message.custom.update(clean)
+    for key in list(message.config):
+        message.config[key] = MASK if is_secret_name(key) else _masked(message.config[key], known)
+    if message.HasField("container"):
+        for pair in message.container.env:
+            pair.value = MASK if is_secret_name(pair.key) else _masked(pair.value, known)
+    return bytes(message.SerializeToString())
+
+
+def _redact_template_or_none(template: bytes | None) -> bytes | None:
+    try:
+        return _redact_template(template, []) if template else None
+    except InputError:
+        return None  # an old row with an unreadable template cannot be reattached anyway
+
+
+def _storable_meta(meta: bytes | None, known: list[str]) -> bytes | None:
+    """The resource meta, or None when it carries a secret (such a run cannot be reattached)."""
+    if meta is None:
+        return None
+    if any(secret.encode() in meta for secret in known if len(secret) >= 3):
+        return None
     try:
         fields = json.loads(meta)
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         return meta
-    if isinstance(fields, dict) and any(is_secret_name(str(k)) for k in fields):
-        return None  # a handle carrying a secret is not written to disk; such a run cannot be reattached
-    return meta
+    return None if _has_secret_name(fields) else meta
+
+
+def _has_secret_name(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(is_secret_name(str(k)) or _has_secret_name(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_secret_name(v) for v in value)
+    return False
+
+
+# -- files and values --------------------------------------------------------------------------
+def _private_dir(folder: Path, *, enforce: bool) -> None:
+    existed = folder.is_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if enforce or not existed:
+        os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask; chmod is not
+
+
+def _private_file(file: Path) -> None:
+    fd = os.open(file, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        with suppress(PermissionError):  # a shared file someone else owns keeps its owner's choice
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _move_aside(path: Path, why: str) -> Path:
+    aside = path.with_name(f"{path.name}.{why}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+    for suffix in ("", "-wal", "-shm"):
+        with suppress(FileNotFoundError):
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    return aside
+
+
+def _need(name: str, value: Any, kind: type) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(at: datetime) -> str:
+    """UTC ISO text with microseconds, so that text order is time order; a naive time is taken as UTC."""
+    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    return at.isoformat(timespec="microseconds")
+
+
+def _parse(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at
+
+
+__all__ = ["FILE_NAME", "Journal", "JournalRow", "SCHEMA_VERSION", "TERMINAL", "default_home"]
