@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
+    "JournalVersionError": "errors",
+    "JournalError": "errors",
     "SecretNotFoundError": "errors",
     "AsyncConnector": "connector",
     "AsyncConnectorBase": "connector",
@@ -52,10 +54,10 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
     "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
-    "InputError", "LiteralConversionError", "LocalTransport", "MetadataError", "MockTransport", "NotSupportedError",
-    "PollPolicy", "PollingStoppedError", "Resource", "ResourceMeta", "Run", "SecretNotFoundError",
-    "ServiceUnavailableError", "Session", "SessionClosedError", "Transition", "Transport", "UnknownRunError",
-    "UnknownTaskTypeError", "WaitInterrupted", "__version__", "progress", "serve", "task_template",
+    "InputError", "JournalError", "JournalVersionError", "LiteralConversionError", "LocalTransport", "MetadataError",
+    "MockTransport", "NotSupportedError", "PollPolicy", "PollingStoppedError", "Resource", "ResourceMeta", "Run",
+    "SecretNotFoundError", "ServiceUnavailableError", "Session", "SessionClosedError", "Transition", "Transport",
+    "UnknownRunError", "UnknownTaskTypeError", "WaitInterrupted", "__version__", "progress", "serve", "task_template",
 ]
 
 
@@ -96,6 +98,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         CreateOutcomeUnknownError,
         EngineError,
         InputError,
+        JournalError,
+        JournalVersionError,
         LiteralConversionError,
         MetadataError,
         NotSupportedError,

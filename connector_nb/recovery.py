@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def open_journal(journal: Journal | str | bool | None) -> Journal | None:
     """The session's journal: on by default (under ``CONNECTOR_NB_HOME``), a path, a Journal, or off with False."""
-    if journal is False or journal is None:  # TEMP until the new journal lands
+    if journal is False:
         return None
     from .journal import Journal
 
@@ -66,10 +66,15 @@ class Ledger:
             self.journal.created(run_id, meta)
         return meta
 
-    def watch(self, run: Run, written: int = 1) -> None:
-        """Append ``run``'s transitions to the journal as they are recorded (the first ``written`` already are)."""
+    def watch(self, run: Run, written: int = 1, claim: bool = False) -> None:
+        """Append ``run``'s transitions to the journal as they are recorded (the first ``written`` already are).
+
+        ``claim`` marks a reattached run as this process's, so other sessions' ``recover()`` stop listing it.
+        """
         if self.journal is None:
             return
+        if claim:
+            self.journal.claim(run.run_id)
         run._journaled = written
         run.on_change(self._append)
 

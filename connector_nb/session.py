@@ -142,7 +142,7 @@ class AsyncSession(Observable):
                   tasks_pb2.TaskTemplate.FromString(row["template"]), dict(row["inputs"]), row["resource_meta"],
                   row["output_prefix"] or "", poll or self.poll, True, run_id, started_at=row["started_at"],
                   history=past)
-        self._add(run, journaled=len(past))
+        self._add(run, journaled=len(past), reattached=True)
         if run.live:
             run._start_poller()
         return run
@@ -237,10 +237,10 @@ class AsyncSession(Observable):
         if self._closed:
             raise SessionClosedError("this session is closed; create a new one")
 
-    def _add(self, run: Run, journaled: int = 1) -> None:
+    def _add(self, run: Run, journaled: int = 1, reattached: bool = False) -> None:
         """Track ``run``; its first ``journaled`` transitions are in the journal already (the intent: QUEUED)."""
         self._by_id[run.run_id] = run
-        self._ledger.watch(run, journaled)
+        self._ledger.watch(run, journaled, claim=reattached)
         run.on_change(self._retire)
         run._notify()
 

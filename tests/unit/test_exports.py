@@ -13,6 +13,8 @@ import connector_nb
 from connector_nb import errors
 
 EXPECTED = [
+    "JournalVersionError",
+    "JournalError",
     "SecretNotFoundError",
     "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
     "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
