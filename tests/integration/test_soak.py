@@ -15,7 +15,7 @@ from _soak import soak
 @pytest.mark.timeout(240)
 def test_thousand_in_flight_for_thirty_seconds_loses_nothing_and_retention_holds(tmp_path):
     retain = 200
-    result = asyncio.run(soak(30, 1000, journal=False, retain=retain,
+    result = asyncio.run(soak(30, 1000, journal=str(tmp_path / "journal.sqlite3"), retain=retain,
                               job_seconds=(0.5, 2.0), sample_every=5, report=print))
     print(f"soak: launched {result.launched}, finished {result.finished}, max tracked {result.max_tracked}, "
           f"lag p50 {result.lag(0.5) * 1000:.0f} ms p99 {result.lag(0.99) * 1000:.0f} ms, "
