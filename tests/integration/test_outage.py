@@ -50,3 +50,21 @@ def test_a_service_that_never_comes_up_fails_the_launch_clearly():
         with pytest.raises(ServiceUnavailableError, match=f"127.0.0.1:{port}"):
             session.launch("fake_job", seconds=1.0)
         assert session.runs == []
+
+
+async def test_async_forms_from_the_callers_loop_keep_one_channel_per_session():
+    """``await run.logs_async()`` from the kernel's loop runs on the session's loop: no second gRPC channel."""
+    handle = serve(_registry(), port=0, block=False)
+    try:
+        with Session(handle.target, journal=False) as session:
+            run = session.launch("fake_job", seconds=0.2)
+            channel = session.transport._channel
+            assert channel is not None
+            logs = await run.logs_async()  # awaited on this test's loop, not the engine's
+            await run.wait_async(timeout=30)
+            metrics = await run.metrics_async()
+            assert logs.lines[:3] == ["line 1", "line 2", "line 3"] and len(metrics) == 1
+            assert session.transport._channel is channel  # still the one channel
+            assert run.session is session
+    finally:
+        handle.stop()
