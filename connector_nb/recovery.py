@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Mapping
 
 from .errors import CallTimeoutError, ConnectorNbError, CreateOutcomeUnknownError
 from .polling import with_deadline
-from .run import Run, Transition, utcnow
+from .run import Run, Transition
 from .secrets import mask_error
 
 if TYPE_CHECKING:
@@ -42,12 +42,12 @@ class Ledger:
 
     async def create(
         self, call: Awaitable[bytes], *, run_id: str, category: TaskCategory, template: bytes, prefix: str,
-        inputs: Mapping[str, Any], timeout: float,
+        inputs: Mapping[str, Any], timeout: float, started_at: datetime,
     ) -> bytes:
         """Journal the intent, await ``create`` once within ``timeout``, and journal what became of it."""
         if self.journal is not None:
             self.journal.intent(run_id=run_id, task_type=category.name, version=category.version, target=self.target,
-                                inputs=inputs, template=template, output_prefix=prefix, started_at=utcnow())
+                                inputs=inputs, template=template, output_prefix=prefix, started_at=started_at)
         try:
             meta = await with_deadline(call, timeout, "create", category.name)
         except (CallTimeoutError, CreateOutcomeUnknownError) as e:

@@ -19,7 +19,7 @@ from ._scratch import Scratch
 from .errors import ConnectorNbError, EngineError, SessionClosedError
 from .polling import PollPolicy
 from .recovery import Ledger, history, open_journal
-from .run import Observable, Observer, Run, Transition, counts_text, phase_counts
+from .run import Observable, Observer, Run, Transition, counts_text, phase_counts, utcnow
 from .transports import ConnectorInfo, TaskCategory, Transport, make_transport
 
 if TYPE_CHECKING:
@@ -99,11 +99,13 @@ class AsyncSession(Observable):
         prefix = output_prefix or os.path.join(self.output_dir, run_id)
         all_inputs = {**defaults, **values}
         metadata = execution_metadata(template, run_id, task_execution_metadata)
+        started = utcnow()
         meta = await self._ledger.create(
             self.transport.create(template, literals, prefix, metadata), run_id=run_id, category=category,
             template=template.SerializeToString(), prefix=prefix, inputs=all_inputs, timeout=policy.create_timeout,
+            started_at=started,
         )
-        run = Run(self, category, template, all_inputs, meta, prefix, policy, autopoll, run_id)
+        run = Run(self, category, template, all_inputs, meta, prefix, policy, autopoll, run_id, started_at=started)
         self._add(run)
         if autopoll:
             run._start_poller()

@@ -463,3 +463,29 @@ def test_debug_opens_the_connectors_traceback(make_session, monkeypatch):
     ok.wait(timeout=10)
     with pytest.raises(Exception, match="has no error to debug"):
         ok.debug()
+
+
+def test_reattach_keeps_inputs_start_and_history_and_never_reopens_a_finished_run(tmp_path):
+    from connector_nb.examples import CONNECTORS
+
+    path = str(tmp_path / "journal.sqlite3")
+    registry = ConnectorRegistry([FakeConnector("secretive", script=["RUNNING"], input_types={"api_key": str, "n": int}),
+                                  *CONNECTORS])
+    with Session(registry=registry, poll=fast_policy(), journal=path, output_dir=str(tmp_path)) as first:
+        live = first.launch("secretive", api_key="k3y-value-123", n=3)
+        sleeper = first.launch("sleep", seconds=30)
+        wait_until(lambda: live.phase == "RUNNING", what="RUNNING")
+        done = first.launch("sleep", seconds=30)
+        done.cancel()
+        started, history = live.started_at, phases(live.transitions)
+    # a new session (a new kernel) on the same journal
+    with Session(registry=registry, poll=fast_policy(), journal=path, output_dir=str(tmp_path)) as second:
+        again = second.reattach(live.run_id)
+        assert again.started_at == started and phases(again.transitions)[: len(history)] == history
+        assert again.inputs["n"] == 3 and again.inputs["api_key"] != "k3y-value-123"
+        cancelled = second.reattach(done.run_id)
+        assert cancelled.phase == "ABORTED" and cancelled.done and cancelled._poller is None  # not reopened
+        second.reattach(sleeper.run_id).cancel()
+    with Session(registry=registry, poll=fast_policy(), journal=path, output_dir=str(tmp_path)) as third:
+        # the cancellation is the external system's state too (sleep keeps it on disk): never SUCCEEDED later
+        assert third.reattach(sleeper.run_id).phase == "ABORTED"
