@@ -99,3 +99,11 @@ class UnknownRunError(ConnectorNbError, LookupError):
 
 class AuthError(ConnectorNbError, PermissionError):
     """The connector service refused the call's credentials (UNAUTHENTICATED / PERMISSION_DENIED)."""
+
+
+class LimitExceededError(ConnectorNbError, ValueError):
+    """A response would exceed a bound the connector service sets (message size); gRPC RESOURCE_EXHAUSTED."""
+
+
+class ServeRefusedError(ConnectorNbError, ValueError):
+    """``serve()`` will not start as configured (e.g. a non-loopback host without TLS and a token)."""
