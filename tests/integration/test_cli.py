@@ -58,7 +58,7 @@ def test_list_and_run_against_a_connector_service():
     with serve(ConnectorRegistry(CONNECTORS), port=0, block=False) as handle:
         listed = cli("list", "--target", handle.target)
         assert listed.returncode == 0, listed.stderr
-        assert "sleep" in listed.stdout and "shell" in listed.stdout
+        assert "sleep" in listed.stdout and "shell" not in listed.stdout  # never served without allow_shell
         ran = cli("run", "sleep", "seconds=0.3", "--follow", "--target", handle.target)
         assert ran.returncode == 0, ran.stderr
         assert "RUNNING" in ran.stdout and "SUCCEEDED" in ran.stdout and "| [t=" in ran.stdout
