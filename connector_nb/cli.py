@@ -352,9 +352,9 @@ def run_serve(args: argparse.Namespace) -> int:
             )
         except Exception as e:  # a module that does not import, a refused host, a port in use: one line
             return _fail("connector-nb serve", e, unexpected=isinstance(e, (ImportError, SyntaxError)))
-        print(f"connector service listening on {handle.target}", flush=True)
-        print(f"connectors: {', '.join(handle.connectors) or 'none'}", flush=True)
-        try:
+        try:  # from the first line on: a SIGTERM right after it must still stop gracefully
+            print(f"connector service listening on {handle.target}", flush=True)
+            print(f"connectors: {', '.join(handle.connectors) or 'none'}", flush=True)
             handle.wait()
         except KeyboardInterrupt:
             print("stopping", flush=True)

@@ -516,8 +516,8 @@ class _Config:
     registry: ConnectorRegistry
     host: str
     port: int
-    tls: tuple[bytes, bytes] | None
-    auth_token: str | None
+    tls: tuple[bytes, bytes] | None = dataclasses.field(repr=False)
+    auth_token: str | None = dataclasses.field(repr=False)  # a secret: never in a repr or log line
     limits: ServeLimits
     max_workers: int
     options: tuple[tuple[str, Any], ...]

@@ -152,3 +152,41 @@ def test_cli_serve_serves_what_it_is_given(flags, expected):
         assert proc.wait(timeout=30) == 0
         proc.stdout.close()
         proc.stderr.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_hosts_need_no_tls_or_token(host):
+    from connector_nb.server import check_exposure
+
+    check_exposure(host, tls=False, auth_token=None)  # no error
+    with pytest.raises(ServeRefusedError):
+        check_exposure("10.0.0.1", tls=True, auth_token=None)
+
+
+def test_limits_are_validated():
+    from connector_nb.server import ServeLimits
+
+    for bad in (0, -1, True, "5"):
+        with pytest.raises(ValueError, match="ServeLimits.call_timeout must be a positive number"):
+            ServeLimits(call_timeout=bad)
+
+
+def test_tls_and_token_together(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )
+    registry = ConnectorRegistry([FakeConnector("fake")])
+    with serve(registry, port=0, block=False, certificate=str(cert), private_key=str(key), auth_token=TOKEN) as h:
+        assert h.target.startswith("grpcs://") and TOKEN not in repr(h) and TOKEN not in h._repr_html_()
+        credentials = grpc.ssl_channel_credentials(cert.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{h.port}", credentials) as channel:
+            stub = agent_pb2_grpc.AgentMetadataServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10)
+            assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            agents = stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10,
+                                     metadata=(("authorization", f"Bearer {TOKEN}"),))
+            assert [a.name for a in agents.agents] == ["Fake connector"]
