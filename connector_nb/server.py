@@ -13,6 +13,7 @@ non-loopback host only with TLS and a bearer token.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import hmac
 import html
@@ -87,6 +88,10 @@ class ServeLimits:
                 ("grpc.max_send_message_length", self.max_message_bytes)]
 
 
+#: (connector loop, limits) of the server being started. Set by ``_start_serving`` in its own task, so that
+#: ``_start`` builds the servicer (and the v2 handlers beside it) exactly as before.
+_SERVING: contextvars.ContextVar[tuple[asyncio.AbstractEventLoop, ServeLimits]] = contextvars.ContextVar(
+    "connector_nb_serving")
 _MAX_DETAIL = 2000  # characters of a status detail: an error quoting a huge value must not make a huge trailer
 
 
@@ -163,12 +168,11 @@ def _cut_samples(response: Any, budget: int) -> None:
 class _AgentServicer:
     """``AsyncAgentService`` and ``AgentMetadataService``, backed by a LocalTransport on another loop."""
 
-    def __init__(self, transport: LocalTransport, work: asyncio.AbstractEventLoop, limits: ServeLimits) -> None:
+    def __init__(self, transport: LocalTransport) -> None:
         from flyteidl.admin import agent_pb2
 
         self._t = transport
-        self._work = work
-        self._limits = limits
+        self._work, self._limits = _SERVING.get()
         self._pb = agent_pb2
 
     async def _run(self, context: grpc.aio.ServicerContext, method: str, task_type: str,
@@ -524,7 +528,20 @@ class _Config:
     interceptors: tuple[Any, ...]
 
 
-async def _start(config: _Config, work: asyncio.AbstractEventLoop) -> tuple[grpc.aio.Server, int, LocalTransport]:
+async def _start_serving(config: _Config, work: asyncio.AbstractEventLoop) -> tuple[Any, int, LocalTransport]:
+    """``_start`` with the connector loop and limits in context (read by ``_AgentServicer``)."""
+    _SERVING.set((work, config.limits))
+    options = (*config.limits.grpc_options(), *config.options)
+    interceptors = (_guard(config.auth_token), *config.interceptors)
+    tls = config.tls or (None, None)
+    return await _start(config.registry, config.host, config.port, tls[1], tls[0], config.max_workers, options,
+                        interceptors)
+
+
+async def _start(
+    registry: ConnectorRegistry, host: str, port: int, certificate: Any, private_key: Any, max_workers: int,
+    options: Iterable[tuple[str, Any]], interceptors: Iterable[Any],
+) -> tuple[grpc.aio.Server, int, LocalTransport]:
     import grpc
     import grpc.aio
     from flyteidl.service import agent_pb2, agent_pb2_grpc
@@ -532,12 +549,10 @@ async def _start(config: _Config, work: asyncio.AbstractEventLoop) -> tuple[grpc
 
     from .transports.local import LocalTransport
 
-    registry, host, port = config.registry, config.host, config.port
-    transport = LocalTransport(registry, max_workers=config.max_workers)
-    servicer = _AgentServicer(transport, work, config.limits)
+    transport = LocalTransport(registry, max_workers=max_workers)
+    servicer = _AgentServicer(transport)
     # so_reuseport off: binding a port that is in use must fail, not silently share it.
-    options = [("grpc.so_reuseport", 0), *config.limits.grpc_options(), *config.options]
-    server = grpc.aio.server(options=options, interceptors=[_guard(config.auth_token), *config.interceptors])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options], interceptors=list(interceptors) or None)
     agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(servicer, server)
     agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -548,8 +563,11 @@ async def _start(config: _Config, work: asyncio.AbstractEventLoop) -> tuple[grpc
     address = _host_port(host, port)
     cause: RuntimeError | None = None
     try:
-        if config.tls is not None:
-            bound = server.add_secure_port(address, grpc.ssl_server_credentials([config.tls]))
+        if certificate is not None or private_key is not None:
+            if certificate is None or private_key is None:
+                raise ValueError("TLS needs both certificate and private_key")
+            pair = (read_pem(private_key, "private_key"), read_pem(certificate, "certificate"))
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
         else:
             bound = server.add_insecure_port(address)
     except RuntimeError as e:
@@ -707,7 +725,7 @@ def serve(
     config = _Config(served, host, int(port), tls, auth_token, limits, max_workers, tuple(options),
                      tuple(interceptors))
     handle = ServerHandle(host, tls is not None, served.describe())
-    handle._launch(lambda work: _start(config, work))
+    handle._launch(lambda work: _start_serving(config, work))
     if block:
         try:
             handle.wait()
