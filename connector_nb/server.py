@@ -450,9 +450,13 @@ class _Served(ConnectorRegistry):
 
     def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector:
         """The served connector for a task type; UnknownTaskTypeError lists only what is served."""
-        for c in self.list_connectors():
-            if (c.task_type_name, int(c.task_type_version)) == (task_type_name, int(task_type_version)):
-                return c
+        key = (task_type_name, int(task_type_version))
+        for source in self._sources:
+            if key in source:
+                connector: AsyncConnector = source.get_connector(*key)
+                if self._allow_shell or not _shell(connector):
+                    return connector
+                break
         raise UnknownTaskTypeError(task_type_name, int(task_type_version), self.describe())
 
     def describe(self) -> list[str]:
