@@ -8,6 +8,12 @@ connector calls on the other, each under a deadline. A slow or loop-hogging conn
 delays health checks. Serving is safe by default: only what it is given (``modules``, installed entry
 points, the examples with ``examples=True``), never ``shell`` without ``allow_shell=True``, and a
 non-loopback host only with TLS and a bearer token.
+
+Status codes (the table is ``_status.ERROR_CODES``): INVALID_ARGUMENT for a malformed request (the detail
+names the field), NOT_FOUND for an unknown task type, UNIMPLEMENTED when a connector has no metrics or logs,
+DEADLINE_EXCEEDED past ``ServeLimits.call_timeout``, RESOURCE_EXHAUSTED for a message over
+``max_message_bytes``, UNAUTHENTICATED without the right token, and INTERNAL only when the connector itself
+failed (detail ``ExcType: message``).
 """
 
 from __future__ import annotations

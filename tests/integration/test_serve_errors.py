@@ -232,3 +232,12 @@ def test_wrong_input_types_are_invalid_argument(stub):
     inputs = to_literal_map({"x": "not an int"}, {"x": str})
     code, details = _code(stub.CreateTask, agent_pb2.CreateTaskRequest(template=template, inputs=inputs))
     assert code is grpc.StatusCode.INVALID_ARGUMENT and "x" in details
+
+
+def test_stop_ends_both_loop_threads_and_is_idempotent():
+    handle = serve(ConnectorRegistry([Bounded()]), port=0, block=False)
+    assert handle.running and all(engine.running for engine in handle._engines)
+    handle.stop()
+    handle.stop()
+    assert not handle.running and not any(engine.running for engine in handle._engines)
+    assert handle.wait(timeout=0) and "stopped" in repr(handle)
