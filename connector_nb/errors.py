@@ -111,3 +111,11 @@ class JournalError(ConnectorNbError):
 
 class JournalVersionError(JournalError):
     """The journal file was written by a newer connector_nb (a schema version this one does not know)."""
+
+
+class LimitExceededError(ConnectorNbError, ValueError):
+    """A response would exceed a bound the connector service sets (message size); gRPC RESOURCE_EXHAUSTED."""
+
+
+class ServeRefusedError(ConnectorNbError, ValueError):
+    """``serve()`` will not start as configured (e.g. a non-loopback host without TLS and a token)."""

@@ -1,35 +1,53 @@
 """Serve a ConnectorRegistry as a Flyte connector service over gRPC (like ``pyflyte serve connector``).
 
 Each RPC is translated into a call on a :class:`LocalTransport`, so connectors behave exactly as in an
-in-process session; results and errors are translated to gRPC. The server runs on its own asyncio loop
-(in a background thread with ``block=False``), so a notebook kernel stays responsive while it serves.
+in-process session; results and errors are translated to gRPC through the one table in ``_status``.
+
+Two loops, each an :class:`~connector_nb._engine.Engine` thread: the gRPC server (and health) runs on one,
+connector calls on the other, each under a deadline. A slow or loop-hogging connector therefore never
+delays health checks. Serving is safe by default: only what it is given (``modules``, installed entry
+points, the examples with ``examples=True``), never ``shell`` without ``allow_shell=True``, and a
+non-loopback host only with TLS and a bearer token.
+
+Status codes (the table is ``_status.ERROR_CODES``): INVALID_ARGUMENT for a malformed request (the detail
+names the field), NOT_FOUND for an unknown task type, UNIMPLEMENTED when a connector has no metrics or logs,
+DEADLINE_EXCEEDED past ``ServeLimits.call_timeout``, RESOURCE_EXHAUSTED for a message over
+``max_message_bytes``, UNAUTHENTICATED without the right token, and INTERNAL only when the connector itself
+failed (detail ``ExcType: message``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextvars
+import dataclasses
+import hmac
 import html
 import importlib
 import importlib.util
+import ipaddress
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 import types
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, TypeVar
 
+from . import _status
+from ._engine import Engine, await_on, in_loop_thread, run_blocking
 from ._tls import read_pem
 from .errors import (
+    CallTimeoutError,
     ConnectorCallError,
     ConnectorNbError,
     InputError,
+    LimitExceededError,
     MetadataError,
-    NotSupportedError,
+    ServeRefusedError,
     UnknownTaskTypeError,
 )
+from .registry import ENTRY_POINT_GROUP, ConnectorRegistry
 from .transports.base import TaskCategory
 
 if TYPE_CHECKING:
@@ -37,46 +55,84 @@ if TYPE_CHECKING:
     import grpc.aio
     from flyteidl.admin import agent_pb2
 
-    from .registry import ConnectorRegistry
+    from .connector import AsyncConnector
     from .transports.local import LocalTransport
 
 log = logging.getLogger(__name__)
-# grpc is imported lazily below; keep its core from printing INFO lines into the notebook (user's value wins).
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+R = TypeVar("R")
+#: Our own examples' entry point: served only with ``examples=True`` (``--examples``).
+_EXAMPLES_ENTRY_POINT = "connector_nb.examples"
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
-def _category(request: Any) -> TaskCategory:
+@dataclasses.dataclass(frozen=True)
+class ServeLimits:
+    """Bounds on the work one call may cause: wire-supplied metadata is untrusted."""
+
+    #: Largest request or response message (grpc max message options); bigger is RESOURCE_EXHAUSTED.
+    max_message_bytes: int = 16 * 1024 * 1024
+    #: Largest ``resource_meta`` a request may carry; bigger is INVALID_ARGUMENT.
+    max_meta_bytes: int = 256 * 1024
+    #: Longest task type name or ``output_prefix``; longer is INVALID_ARGUMENT.
+    max_name_chars: int = 4096
+    #: Log lines per GetTaskLogs stream (more are cut; ``lines`` asked for is clamped to this).
+    max_log_lines: int = 10_000
+    #: Metric samples per GetTaskMetrics response (more are cut; a query asking for more is refused).
+    max_metric_samples: int = 11_000
+    #: Seconds one connector call may take (also bounded by the caller's own deadline).
+    call_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"ServeLimits.{field.name} must be a positive number, got {value!r}")
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        """grpc server options that enforce the message bound."""
+        return [("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.max_send_message_length", self.max_message_bytes)]
+
+
+#: (connector loop, limits) of the server being started. Set by ``_start_serving`` in its own task, so that
+#: ``_start`` builds the servicer (and the v2 handlers beside it) exactly as before.
+_SERVING: contextvars.ContextVar[tuple[asyncio.AbstractEventLoop, ServeLimits]] = contextvars.ContextVar(
+    "connector_nb_serving")
+_MAX_DETAIL = 2000  # characters of a status detail: an error quoting a huge value must not make a huge trailer
+
+
+def _category(request: Any, limits: ServeLimits) -> TaskCategory:
     """The task category of a request, as propeller fills it (falls back to the deprecated task_type)."""
     if request.HasField("task_category") and request.task_category.name:
-        return TaskCategory(request.task_category.name, request.task_category.version)
-    return TaskCategory(request.task_type, 0)
+        name, version, field = request.task_category.name, request.task_category.version, "task_category.name"
+    else:
+        name, version, field = request.task_type, 0, "task_type"
+    if not name:
+        raise InputError("task_category.name: required (the task type name), got an empty string")
+    _check_length(field, name, limits)
+    return TaskCategory(name, version)
 
 
-def _connector_detail(error: ConnectorCallError) -> str:
-    """'ExcType: message' of a connector failure, without our 'connector for ... failed in ...' prefix."""
-    if error.original is not None:
-        return f"{type(error.original).__name__}: {error.original}"
-    return str(error).partition(f"failed in {error.method}(): ")[2] or str(error)
+def _check_length(field: str, value: str, limits: ServeLimits) -> None:
+    if len(value) > limits.max_name_chars:
+        raise InputError(f"{field}: {len(value)} characters, more than the limit of {limits.max_name_chars}")
 
 
-def _status(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    import grpc
-
-    if isinstance(error, UnknownTaskTypeError):
-        return grpc.StatusCode.NOT_FOUND, str(error)
-    if isinstance(error, (MetadataError, InputError)):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
-    if isinstance(error, NotSupportedError):
-        return grpc.StatusCode.UNIMPLEMENTED, str(error)
-    if isinstance(error, ConnectorCallError):
-        return grpc.StatusCode.INTERNAL, _connector_detail(error)
-    return grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}"
+def _meta(request: Any, limits: ServeLimits) -> bytes:
+    """The request's resource_meta bytes, refused when larger than the limit (they are untrusted)."""
+    data: bytes = request.resource_meta
+    if len(data) > limits.max_meta_bytes:
+        raise MetadataError(f"resource_meta: {len(data)} bytes, more than the limit of {limits.max_meta_bytes}")
+    return data
 
 
-async def _abort(context: grpc.aio.ServicerContext, method: str, error: BaseException) -> None:
-    code, details = _status(error)
-    log.info("%s -> %s: %s", method, code.name, details)
-    await context.abort(code, details)
+def _classified(error: BaseException, field: str) -> BaseException:
+    """Our error for ``error``. LocalTransport wraps every connector failure, so anything else that is not
+    ours came from reading the request (deep JSON, wrong types, huge values): the caller's fault."""
+    if isinstance(error, (ConnectorNbError, MemoryError)):
+        return error
+    cls = MetadataError if field == "resource_meta" else InputError
+    return cls(f"{field}: {type(error).__name__}: {error}"[:_MAX_DETAIL])
 
 
 def _masked(error: BaseException, inputs: Any) -> BaseException:
@@ -91,33 +147,96 @@ def _masked(error: BaseException, inputs: Any) -> BaseException:
     return mask_error(error, values)
 
 
+def _cut_logs(response: Any, budget: int) -> int:
+    """Cut a GetTaskLogs body to ``budget`` lines; the budget left afterwards."""
+    if response.WhichOneof("part") != "body":
+        return budget
+    results = response.body.results
+    if len(results) > budget:
+        del results[budget:]
+    return budget - len(results)
+
+
+def _cut_samples(response: Any, budget: int) -> None:
+    """Cut the Prometheus-style ``values`` of every series so the response holds at most ``budget`` samples."""
+    for result in response.results:
+        series = result.data.fields.get("result")
+        for item in series.list_value.values if series is not None else ():
+            values = item.struct_value.fields.get("values")
+            if values is None:
+                continue
+            samples = values.list_value.values
+            if len(samples) > budget:
+                del samples[budget:]
+            budget -= len(samples)
+
+
 class _AgentServicer:
-    """``AsyncAgentService`` and ``AgentMetadataService``, backed by a LocalTransport."""
+    """``AsyncAgentService`` and ``AgentMetadataService``, backed by a LocalTransport on another loop."""
 
     def __init__(self, transport: LocalTransport) -> None:
         from flyteidl.admin import agent_pb2
 
         self._t = transport
+        self._work, self._limits = _SERVING.get()
         self._pb = agent_pb2
 
+    async def _run(self, context: grpc.aio.ServicerContext, method: str, task_type: str,
+                   coro: Coroutine[Any, Any, R]) -> R:
+        """Run ``coro`` on the connector loop within the call deadline (ours, or the caller's if sooner)."""
+        remaining = context.time_remaining()
+        timeout = min(self._limits.call_timeout, remaining if remaining is not None else float("inf"))
+        try:
+            return await asyncio.wait_for(await_on(coro, self._work), timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeoutError(method, task_type, timeout) from None
+
+    async def _abort(self, context: grpc.aio.ServicerContext, method: str, error: BaseException, field: str,
+                     inputs: Any = None) -> None:
+        import grpc
+
+        error = _classified(error, field)
+        if inputs is not None:
+            error = _masked(error, inputs)
+        code = grpc.StatusCode[_status.code_name(error)]
+        details = _status.detail(error)[:_MAX_DETAIL]
+        log.info("%s -> %s: %s", method, code.name, details)
+        await context.abort(code, details)
+
+    def _sized(self, response: R, method: str, task_type: str) -> R:
+        size = response.ByteSize()  # type: ignore[attr-defined]
+        if size > self._limits.max_message_bytes:
+            raise LimitExceededError(f"the {task_type!r} connector's {method}() response is {size} bytes, more "
+                                     f"than the service's limit of {self._limits.max_message_bytes}")
+        return response
+
     async def CreateTask(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Create the job; the connector's resource metadata goes back as bytes."""
         metadata = request.task_execution_metadata if request.HasField("task_execution_metadata") else None
         try:
-            meta = await self._t.create(request.template, request.inputs, request.output_prefix, metadata)
+            if not request.template.type:
+                raise InputError("template.type: required (the task type name), got an empty string")
+            _check_length("template.type", request.template.type, self._limits)
+            _check_length("output_prefix", request.output_prefix, self._limits)
+            coro = self._t.create(request.template, request.inputs, request.output_prefix, metadata)
+            meta = await self._run(context, "create", request.template.type, coro)
         except Exception as e:
-            await _abort(context, "CreateTask", _masked(e, request.inputs))
-        return self._pb.CreateTaskResponse(resource_meta=meta)
+            await self._abort(context, "CreateTask", e, "inputs", request.inputs)
+        return self._sized(self._pb.CreateTaskResponse(resource_meta=meta), "create", request.template.type)
 
     async def GetTask(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        category = _category(request)
+        """Phase, message, outputs and log links of the job."""
         try:
-            resource = await self._t.get(category, request.resource_meta, request.output_prefix)
-            pb = self._resource_pb(category, resource)
+            category, meta = _category(request, self._limits), _meta(request, self._limits)
+            _check_length("output_prefix", request.output_prefix, self._limits)
+            pb = await self._run(context, "get", category.name, self._get(category, meta, request.output_prefix))
+            return self._sized(self._pb.GetTaskResponse(resource=pb), "get", category.name)
         except Exception as e:
-            await _abort(context, "GetTask", e)
-        return self._pb.GetTaskResponse(resource=pb)
+            await self._abort(context, "GetTask", e, "resource_meta")
 
-    def _resource_pb(self, category: TaskCategory, resource: Any) -> agent_pb2.Resource:
+    async def _get(self, category: TaskCategory, meta: bytes, output_prefix: str) -> agent_pb2.Resource:
+        # On the connector loop: converting big outputs must not hold up the server loop either.
+        resource = await self._t.get(category, meta, output_prefix)
         output_types = self._t.connector(category).output_types if resource.outputs is not None else None
         try:
             return resource.to_flyte_idl(output_types)
@@ -125,48 +244,84 @@ class _AgentServicer:
             raise ConnectorCallError("get", category.name, e) from e
 
     async def DeleteTask(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Cancel the job."""
         try:
-            await self._t.delete(_category(request), request.resource_meta)
+            category, meta = _category(request, self._limits), _meta(request, self._limits)
+            await self._run(context, "delete", category.name, self._t.delete(category, meta))
         except Exception as e:
-            await _abort(context, "DeleteTask", e)
+            await self._abort(context, "DeleteTask", e, "resource_meta")
         return self._pb.DeleteTaskResponse()
 
     async def GetTaskMetrics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """The job's metrics, at most ``max_metric_samples`` samples."""
+        try:
+            category, meta = _category(request, self._limits), _meta(request, self._limits)
+            start, end, step = self._metric_window(request)
+            coro = self._t.get_metrics(category, meta, list(request.queries), start, end, step)
+            response = await self._run(context, "get_metrics", category.name, coro)
+            _cut_samples(response, self._limits.max_metric_samples)
+            return self._sized(response, "get_metrics", category.name)
+        except Exception as e:
+            await self._abort(context, "GetTaskMetrics", e, "resource_meta")
+
+    def _metric_window(self, request: Any) -> tuple[Any, Any, Any]:
+        """(start, end, step) of a metrics request; refused when it asks for more samples than the limit."""
         from datetime import timezone
 
-        def when(field: str) -> Any:
-            return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
+        def read(field: str, convert: Callable[[Any], Any]) -> Any:
+            if not request.HasField(field):
+                return None
+            try:
+                return convert(getattr(request, field))
+            except (ValueError, OverflowError, TypeError) as e:
+                raise InputError(f"{field}: out of range ({e})") from None
 
-        step = request.step.ToTimedelta() if request.HasField("step") else None
-        try:
-            return await self._t.get_metrics(
-                _category(request), request.resource_meta, list(request.queries), when("start_time"),
-                when("end_time"), step,
-            )
-        except Exception as e:
-            await _abort(context, "GetTaskMetrics", e)
+        start = read("start_time", lambda t: t.ToDatetime(tzinfo=timezone.utc))
+        end = read("end_time", lambda t: t.ToDatetime(tzinfo=timezone.utc))
+        step = read("step", lambda d: d.ToTimedelta())
+        if step is not None and step.total_seconds() <= 0:
+            raise InputError(f"step: must be positive, got {step.total_seconds():g} s")
+        if start is not None and end is not None and step is not None:
+            samples = (end - start).total_seconds() / step.total_seconds()
+            if samples > self._limits.max_metric_samples:
+                raise InputError(f"step: {samples:.0f} samples per series between start_time and end_time, more "
+                                 f"than the limit of {self._limits.max_metric_samples}; use a larger step")
+        return start, end, step
 
     async def GetTaskLogs(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        # A real server stream: async-generator connectors' header and bodies go out as they are made.
+        """A real server stream, at most ``max_log_lines`` lines, each part fetched on the connector loop."""
+        budget = self._limits.max_log_lines
         try:
-            async for response in self._t.get_logs(
-                _category(request), request.resource_meta, request.lines, request.token
-            ):
-                yield response
+            category, meta = _category(request, self._limits), _meta(request, self._limits)
+            lines = request.lines if 0 < request.lines <= budget else budget
+            _check_length("token", request.token, self._limits)
+            stream = self._t.get_logs(category, meta, lines, request.token)
+            try:
+                while budget > 0:
+                    part = await self._run(context, "get_logs", category.name, _next(stream))
+                    if part is None:
+                        break
+                    budget = _cut_logs(self._sized(part, "get_logs", category.name), budget)
+                    yield part
+            finally:
+                await await_on(_close(stream), self._work)
         except Exception as e:
-            await _abort(context, "GetTaskLogs", e)
+            await self._abort(context, "GetTaskLogs", e, "resource_meta")
 
     async def ListAgents(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Every connector this service offers."""
         return self._pb.ListAgentsResponse(agents=self._agents())
 
     async def GetAgent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """One connector by name; NOT_FOUND lists the names there are."""
         import grpc
 
         for agent in self._agents():
             if agent.name == request.name:
                 return self._pb.GetAgentResponse(agent=agent)
         names = ", ".join(repr(a.name) for a in self._agents()) or "none"
-        await context.abort(grpc.StatusCode.NOT_FOUND, f"no connector named {request.name!r}; registered: {names}")
+        await context.abort(grpc.StatusCode.NOT_FOUND,
+                            f"no connector named {request.name[:200]!r}; registered: {names}"[:_MAX_DETAIL])
 
     def _agents(self) -> list[agent_pb2.Agent]:
         """One Agent per connector name, listing every category it handles (as flytekit does)."""
@@ -178,8 +333,219 @@ class _AgentServicer:
         return list(agents.values())
 
 
+async def _next(stream: AsyncIterator[R]) -> R | None:
+    """The stream's next item, None at its end (StopAsyncIteration cannot cross loops as a result)."""
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+# -- the interceptor: requests that do not parse, and the bearer token ------------------------------
+
+
+def _authorized(metadata: Any, expected: bytes) -> bool:
+    """Whether the call carries ``authorization: Bearer <token>``, compared in constant time."""
+    for key, value in metadata or ():
+        if key == "authorization":
+            got = value if isinstance(value, bytes) else str(value).encode()
+            return hmac.compare_digest(got, expected)
+    return False
+
+
+def _wrapped(handler: Any, behaviour: Callable[[Any, Any, Callable[..., Any]], Any]) -> Any:
+    """``handler`` with raw-bytes requests, each call going through ``behaviour(raw, context, original)``."""
+    import grpc
+
+    original = handler.unary_unary or handler.unary_stream
+    if original is None:  # streaming requests: none in the services we serve
+        return handler
+    if handler.unary_unary is not None:
+        async def unary(raw: bytes, context: Any) -> Any:
+            return await behaviour(raw, context, original)
+
+        return grpc.unary_unary_rpc_method_handler(unary, None, handler.response_serializer)
+    if not _is_async_gen(original):  # e.g. health's Watch writes with context.write()
+        async def writer(raw: bytes, context: Any) -> Any:
+            return await behaviour(raw, context, original)
+
+        return grpc.unary_stream_rpc_method_handler(writer, None, handler.response_serializer)
+
+    async def stream(raw: bytes, context: Any) -> AsyncIterator[Any]:
+        async for item in await behaviour(raw, context, original):
+            yield item
+
+    return grpc.unary_stream_rpc_method_handler(stream, None, handler.response_serializer)
+
+
+def _is_async_gen(fn: Any) -> bool:
+    import inspect
+
+    return inspect.isasyncgenfunction(fn) or inspect.isasyncgenfunction(getattr(fn, "__func__", None))
+
+
+def _guard(token: str | None) -> Any:
+    """A server interceptor: INVALID_ARGUMENT for requests that do not parse (grpc would say UNKNOWN), and,
+    with ``token``, UNAUTHENTICATED for calls without ``authorization: Bearer <token>`` (health stays open)."""
+    import grpc
+    import grpc.aio
+
+    expected = f"Bearer {token}".encode() if token is not None else None
+
+    async def deny(raw: bytes, context: Any, original: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                            "missing or wrong bearer token (send metadata 'authorization: Bearer <token>')")
+
+    def parsing(parse: Callable[[bytes], Any]) -> Callable[[bytes, Any, Any], Awaitable[Any]]:
+        async def call(raw: bytes, context: Any, original: Any) -> Any:
+            try:
+                request = parse(raw)
+            except Exception as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"request: not a valid message ({type(e).__name__}: {e})"[:_MAX_DETAIL])
+            return original(request, context) if _is_async_gen(original) else await original(request, context)
+
+        return call
+
+    class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+        async def intercept_service(self, continuation: Any, details: Any) -> Any:
+            handler = await continuation(details)
+            if handler is None:
+                return None
+            health = details.method.startswith(_HEALTH_PREFIX)
+            if expected is not None and not health and not _authorized(details.invocation_metadata, expected):
+                return _wrapped(handler, deny)
+            if handler.request_deserializer is None:
+                return handler
+            return _wrapped(handler, parsing(handler.request_deserializer))
+
+    return Guard()
+
+
+# -- what is served ---------------------------------------------------------------------------------
+
+
+def _shell(connector: AsyncConnector) -> bool:
+    from .examples.shell import ShellConnector
+
+    return isinstance(connector, ShellConnector) or connector.task_type_name == "shell"
+
+
+class _Served(ConnectorRegistry):
+    """A live view of registries, as served: ``shell`` hidden unless allowed (it runs any command)."""
+
+    def __init__(self, sources: list[ConnectorRegistry], allow_shell: bool) -> None:
+        super().__init__()
+        self._sources = sources
+        self._allow_shell = allow_shell
+
+    def list_connectors(self) -> list[AsyncConnector]:
+        """Every served connector, first source first."""
+        seen: dict[tuple[str, int], AsyncConnector] = {}
+        for source in self._sources:
+            for c in source.list_connectors():
+                if self._allow_shell or not _shell(c):
+                    seen.setdefault((c.task_type_name, int(c.task_type_version)), c)
+        return list(seen.values())
+
+    def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector:
+        """The served connector for a task type; UnknownTaskTypeError lists only what is served."""
+        key = (task_type_name, int(task_type_version))
+        for source in self._sources:
+            if key in source:
+                connector: AsyncConnector = source.get_connector(*key)
+                if self._allow_shell or not _shell(connector):
+                    return connector
+                break
+        raise UnknownTaskTypeError(task_type_name, int(task_type_version), self.describe())
+
+    def describe(self) -> list[str]:
+        """``name (vN)`` of every served connector, sorted."""
+        return sorted(f"{c.task_type_name} (v{c.task_type_version})" for c in self.list_connectors())
+
+
+def installed_registry() -> ConnectorRegistry:
+    """Connectors of installed packages (``connector_nb.connectors`` entry points), without our examples."""
+    from importlib.metadata import entry_points
+
+    registry = ConnectorRegistry()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value.startswith(_EXAMPLES_ENTRY_POINT):
+            continue  # the examples include shell: never served by accident
+        try:
+            registry._register_object(ep.load())  # the same rules as ConnectorRegistry.discover
+        except Exception as e:  # one broken plugin must not hide the others
+            log.warning("could not load connector entry point %r: %s", ep.name, e)
+    return registry
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that could resolve anywhere
+
+
+def check_exposure(host: str, tls: bool, auth_token: str | None) -> None:
+    """Refuse (ServeRefusedError) a non-loopback host without both TLS and a token; checked before binding."""
+    if not isinstance(host, str) or not host.strip():
+        raise ValueError(f"host: expected an address such as '127.0.0.1', got {host!r}")
+    if auth_token is not None and not (isinstance(auth_token, str) and auth_token.isascii()
+                                       and auth_token.isprintable() and auth_token.strip() == auth_token != ""):
+        raise ValueError("auth_token: expected a non-empty printable ASCII string without surrounding spaces")
+    if _is_loopback(host):
+        return
+    missing = [what for what, ok in (("TLS (--tls-cert/--tls-key)", tls),
+                                     ("an auth token (--auth-token-env VAR)", auth_token is not None)) if not ok]
+    if missing:
+        raise ServeRefusedError(f"refusing to serve on non-loopback host {host!r} without {' and '.join(missing)}: "
+                                "anyone who reaches it could run the served connectors")
+
+
+def _tls_pair(certificate: str | bytes | None, private_key: str | bytes | None) -> tuple[bytes, bytes] | None:
+    if certificate is None and private_key is None:
+        return None
+    if certificate is None or private_key is None:
+        raise ValueError("TLS needs both certificate and private_key")
+    return read_pem(private_key, "private_key"), read_pem(certificate, "certificate")
+
+
+# -- the server -------------------------------------------------------------------------------------
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    registry: ConnectorRegistry
+    host: str
+    port: int
+    tls: tuple[bytes, bytes] | None = dataclasses.field(repr=False)
+    auth_token: str | None = dataclasses.field(repr=False)  # a secret: never in a repr or log line
+    limits: ServeLimits
+    max_workers: int
+    options: tuple[tuple[str, Any], ...]
+    interceptors: tuple[Any, ...]
+
+
+async def _start_serving(config: _Config, work: asyncio.AbstractEventLoop) -> tuple[Any, int, LocalTransport]:
+    """``_start`` with the connector loop and limits in context (read by ``_AgentServicer``)."""
+    _SERVING.set((work, config.limits))
+    options = (*config.limits.grpc_options(), *config.options)
+    interceptors = (_guard(config.auth_token), *config.interceptors)
+    tls = config.tls or (None, None)
+    return await _start(config.registry, config.host, config.port, tls[1], tls[0], config.max_workers, options,
+                        interceptors)
 
 
 async def _start(
@@ -207,6 +573,7 @@ async def _start(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = _host_port(host, port)
+    cause: RuntimeError | None = None
     try:
         if certificate is not None or private_key is not None:
             if certificate is None or private_key is None:
@@ -217,8 +584,6 @@ async def _start(
             bound = server.add_insecure_port(address)
     except RuntimeError as e:
         bound, cause = 0, e
-    else:
-        cause = None
     if not bound:
         raise OSError(f"could not listen on {address} (port in use or host not local?): {cause or 'bind failed'}")
     await server.start()
@@ -231,10 +596,12 @@ class ServerHandle:
     def __init__(self, host: str, tls: bool, connectors: list[str]) -> None:
         self.host, self.tls, self.connectors = host, tls, connectors
         self.port = 0
-        self._loop = asyncio.new_event_loop()
+        # Two loop threads: the gRPC server (and health) on one, connector calls on the other.
+        self._engines = (Engine(), Engine())
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         self._transport: LocalTransport | None = None
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._stopped = threading.Event()
 
     @property
@@ -244,55 +611,41 @@ class ServerHandle:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
+        """Whether the service is up."""
+        return self._server is not None and not self._stopped.is_set() and self._engines[0].running
 
-    def _run(self, start: Any, ready: threading.Event, failure: list[BaseException]) -> None:
-        asyncio.set_event_loop(self._loop)
+    def _launch(self, start: Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, Any]]) -> None:
+        self._loop = self._engines[0].acquire()
+        work = self._engines[1].acquire()
         try:
-            self._server, self.port, self._transport = self._loop.run_until_complete(start)
-        except BaseException as e:
-            failure.append(e)
-            return
-        finally:
-            ready.set()
-        try:
-            # run_forever, not wait_for_termination: the loop must outlive server.stop() (see _shutdown).
-            self._loop.run_forever()
-        finally:
-            self._stopped.set()
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
+            self._server, self.port, self._transport = run_blocking(start(work), self._loop)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        self._stopped.set()
+        for engine in self._engines:
+            engine.release()
 
     async def _shutdown(self, grace: float | None) -> None:
-        try:
-            await self._server.stop(grace)  # type: ignore[union-attr]
-            await self._transport.aclose()  # type: ignore[union-attr]
-        finally:
-            asyncio.get_running_loop().call_soon(self._loop.stop)
-
-    def _launch(self, start: Any) -> None:
-        ready, failure = threading.Event(), []
-        self._thread = threading.Thread(
-            target=self._run, args=(start, ready, failure), name="connector-nb-server", daemon=True
-        )
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._loop.close()
-            raise failure[0]
+        assert self._server is not None and self._transport is not None
+        await self._server.stop(grace)
+        await self._transport.aclose()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop serving; in-flight calls get ``grace`` seconds to finish (None: cancelled at once)."""
-        if self._server is None or self._stopped.is_set() or self._loop.is_closed():
-            return
-        try:
-            future = asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop)
-        except RuntimeError:  # the loop closed meanwhile: already stopped
-            return
-        if self._thread is not threading.current_thread():
-            future.result(timeout=(grace or 0) + 30)
-            self._thread.join(timeout=10)  # type: ignore[union-attr]
+        with self._lock:
+            if self._server is None or self._stopped.is_set() or self._loop is None:
+                return
+            if in_loop_thread(self._loop):  # from a callback on the server loop: cannot wait for ourselves
+                task = self._loop.create_task(self._shutdown(grace))
+                task.add_done_callback(lambda _t: self._release())
+                return
+            try:
+                run_blocking(self._shutdown(grace), self._loop, timeout=(grace or 0) + 30)
+            finally:
+                self._release()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops; True if it did. Interruptible (short waits in a loop)."""
@@ -348,29 +701,43 @@ def serve(
     port: int = 8000,
     host: str = "127.0.0.1",
     modules: Iterable[str] = (),
+    examples: bool = False,
+    allow_shell: bool = False,
     certificate: str | bytes | None = None,
     private_key: str | bytes | None = None,
+    auth_token: str | None = None,
     max_workers: int = 32,
     block: bool = True,
     options: Iterable[tuple[str, Any]] = (),
     interceptors: Iterable[Any] = (),
+    limits: ServeLimits | None = None,
 ) -> ServerHandle:
-    """Serve ``registry``'s connectors (the default registry when None) over gRPC.
+    """Serve connectors over gRPC: ``registry``'s, or (None) installed packages' entry points.
 
-    ``port=0`` picks a free port (see ``handle.port``). ``modules`` are imported and their connectors
-    registered, like ``pyflyte serve connector --modules``. ``async def`` connector methods are awaited
-    on the server's loop (no thread hop); ``max_workers`` threads run ``def`` ones. With ``block=False``
-    the server runs in a background thread and the handle is returned at once; otherwise this returns
-    after Ctrl-C/SIGTERM. ``options`` are extra grpc server options; ``interceptors`` are
-    ``grpc.aio.ServerInterceptor`` objects (e.g. for auth).
+    Only what it is given is served: ``modules`` are imported and registered (like ``pyflyte serve connector
+    --modules``), the built-in examples only with ``examples=True``, and ``shell`` never without
+    ``allow_shell=True``. A host that is not loopback needs TLS (``certificate``/``private_key``) and an
+    ``auth_token`` that callers send as ``authorization: Bearer <token>``; otherwise ServeRefusedError, raised
+    before anything binds. ``port=0`` picks a free port (see ``handle.port``). ``limits`` bound each call's
+    size and time. With ``block=False`` the handle is returned at once; otherwise this returns after
+    Ctrl-C/SIGTERM. ``options`` are extra grpc server options, ``interceptors`` extra
+    ``grpc.aio.ServerInterceptor`` objects.
     """
-    from .registry import ConnectorRegistry
+    check_exposure(host, certificate is not None and private_key is not None, auth_token)
+    tls = _tls_pair(certificate, private_key)
+    limits = limits if limits is not None else ServeLimits()
+    base = registry if registry is not None else installed_registry()
+    import_modules(base, modules)
+    sources = [base]
+    if examples:
+        from .examples import CONNECTORS
 
-    registry = registry if registry is not None else ConnectorRegistry.default()
-    import_modules(registry, modules)
-    handle = ServerHandle(host, certificate is not None, registry.describe())
-    handle._launch(_start(registry, host, int(port), certificate, private_key, max_workers, tuple(options),
-                           tuple(interceptors)))
+        sources.append(ConnectorRegistry(CONNECTORS))
+    served = _Served(sources, allow_shell)
+    config = _Config(served, host, int(port), tls, auth_token, limits, max_workers, tuple(options),
+                     tuple(interceptors))
+    handle = ServerHandle(host, tls is not None, served.describe())
+    handle._launch(lambda work: _start_serving(config, work))
     if block:
         try:
             handle.wait()
@@ -381,54 +748,13 @@ def serve(
     return handle
 
 
-# -- CLI: ``connector-nb serve`` -------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # The CLI's serve command moved to cli.py; these names stay importable from here for older callers.
+    if name in ("add_serve_parser", "run_serve"):
+        from . import cli
+
+        return getattr(cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``serve`` subcommand (its ``func`` default is :func:`run_serve`)."""
-    parser = subparsers.add_parser(
-        "serve", help="serve connectors over gRPC as a Flyte connector service",
-        description="Serve the registered connectors (plus --modules) as a Flyte connector service.",
-    )
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default 8000)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--modules", nargs="*", default=[], metavar="MODULE",
-                        help="modules (or .py files) whose connectors to register")
-    parser.add_argument("--certificate", help="PEM certificate file, to serve TLS")
-    parser.add_argument("--private-key", help="PEM private key file, to serve TLS")
-    parser.add_argument("--max-workers", type=int, default=32, help="threads for blocking connector methods")
-    parser.set_defaults(func=run_serve)
-    return parser
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """Run the service until SIGINT/SIGTERM; prints the listening address."""
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # handled by serve(): stop gracefully
-
-    previous = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() \
-        else None
-    try:
-        handle = serve(
-            port=args.port, host=args.host, modules=args.modules or (), certificate=args.certificate,
-            private_key=args.private_key, max_workers=args.max_workers, block=False,
-        )
-        print(f"connector service listening on {handle.target}", flush=True)
-        print(f"connectors: {', '.join(handle.connectors) or 'none'}", flush=True)
-        try:
-            handle.wait()
-        except KeyboardInterrupt:
-            print("stopping", flush=True)
-        finally:
-            handle.stop(grace=1.0)
-    except (OSError, ValueError, ImportError, ConnectorNbError) as e:
-        print(f"connector-nb serve: error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    return 0
-
-
-__all__ = ["ServerHandle", "add_serve_parser", "run_serve", "serve"]
+__all__ = ["ServeLimits", "ServerHandle", "check_exposure", "import_modules", "installed_registry", "serve"]

@@ -58,7 +58,7 @@ def test_list_and_run_against_a_connector_service():
     with serve(ConnectorRegistry(CONNECTORS), port=0, block=False) as handle:
         listed = cli("list", "--target", handle.target)
         assert listed.returncode == 0, listed.stderr
-        assert "sleep" in listed.stdout and "shell" in listed.stdout
+        assert "sleep" in listed.stdout and "shell" not in listed.stdout  # never served without allow_shell
         ran = cli("run", "sleep", "seconds=0.3", "--follow", "--target", handle.target)
         assert ran.returncode == 0, ran.stderr
         assert "RUNNING" in ran.stdout and "SUCCEEDED" in ran.stdout and "| [t=" in ran.stdout
@@ -71,3 +71,108 @@ def test_unreachable_target_is_one_clear_line():
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "unavailable" in lines[0] and "127.0.0.1:9" in lines[0]
+
+
+def _one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    return lines[0]
+
+
+def test_bad_targets_are_one_line():
+    for target in ("http://x", "grpc://", "a:b:c", "grpc://h:99999"):
+        for args in (("list", "--target", target), ("run", "sleep", "seconds=1", "-t", target)):
+            line = _one_line_error(cli(*args))
+            assert line.startswith("connector-nb: error: bad connector service target") and repr(target) in line
+
+
+def test_argparse_and_input_errors_are_one_line():
+    line = _one_line_error(cli("run"))
+    assert line == "connector-nb run: error: the following arguments are required: task (see --help)"
+    assert "unrecognized arguments: --bogus" in _one_line_error(cli("list", "--bogus"))
+    assert "invalid int value" in _one_line_error(cli("run", "sleep", "--version", "x"))
+    assert "--custom must be a JSON object" in _one_line_error(cli("run", "sleep", "seconds=1", "--custom", "[1]"))
+
+
+def test_version_and_help_text():
+    from connector_nb import __version__
+
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"connector-nb {__version__}"
+    for args in (("--help",), ("run", "--help"), ("serve", "--help"), ("list", "--help")):
+        out = cli(*args)
+        assert out.returncode == 0 and "``" not in out.stdout, out.stdout
+    usage = cli("run", "--help").stdout
+    assert "task [KEY=VALUE ...]" in " ".join(usage.split())
+
+
+def test_list_verbose_and_run_help_show_inputs_with_types_and_defaults():
+    out = cli("list", "-v")
+    assert out.returncode == 0, out.stderr
+    assert "sleep (v0) inputs:\n  seconds: float (required)\n  fail: bool = False" in out.stdout
+    assert "shell (v0) inputs:" in out.stdout and "  command: str (required)" in out.stdout
+    out = cli("run", "sleep", "--help")
+    assert out.returncode == 0
+    assert "inputs of 'sleep':\n  seconds: float (required)\n  fail: bool = False" in out.stdout
+    out = cli("run", "--target", "grpc://127.0.0.1:9", "sqlite_query", "-h")
+    assert out.returncode == 0 and "inputs of 'sqlite_query':" in out.stdout
+
+
+def test_cli_passes_declared_types_to_the_key_value_parser(monkeypatch):
+    import argparse
+
+    from connector_nb import cli as cli_module
+
+    seen: list[object] = []
+
+    def typed(items, types=None):
+        seen.append(types)
+        return {}
+
+    monkeypatch.setattr(cli_module, "parse_assignments", typed)
+    assert cli_module._assignments(["command=true"], {"command": str}) == {}
+    assert seen == [{"command": str}]
+    args = argparse.Namespace(task="shell", version=0, target=None)
+    assert cli_module._input_types(args)["command"] is str
+    assert cli_module._input_types(argparse.Namespace(task="shell", version=0, target="grpc://h:1")) is None
+
+    def untyped(items):
+        seen.append("untyped")
+        return {}
+
+    monkeypatch.setattr(cli_module, "parse_assignments", untyped)
+    cli_module._assignments(["command=true"], {"command": str})
+    assert seen[-1] == "untyped"
+
+
+def test_ctrl_c_cancels_the_run():
+    import signal
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "connector_nb.cli", "run", "sleep", "seconds=60", "--follow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    running = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "RUNNING" in line:
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert running.wait(60), lines
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 4, (lines, proc.stderr.read())  # ABORTED
+        reader.join(10)
+        assert any(line.startswith("interrupted: cancelling ") for line in lines)
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
