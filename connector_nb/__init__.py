@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
+    "LimitExceededError": "errors",
+    "ServeRefusedError": "errors",
     "JournalVersionError": "errors",
     "JournalError": "errors",
     "SecretNotFoundError": "errors",
@@ -54,10 +56,11 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
     "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
-    "InputError", "JournalError", "JournalVersionError", "LiteralConversionError", "LocalTransport", "MetadataError",
-    "MockTransport", "NotSupportedError", "PollPolicy", "PollingStoppedError", "Resource", "ResourceMeta", "Run",
-    "SecretNotFoundError", "ServiceUnavailableError", "Session", "SessionClosedError", "Transition", "Transport",
-    "UnknownRunError", "UnknownTaskTypeError", "WaitInterrupted", "__version__", "progress", "serve", "task_template",
+    "InputError", "JournalError", "JournalVersionError", "LimitExceededError", "LiteralConversionError",
+    "LocalTransport", "MetadataError", "MockTransport", "NotSupportedError", "PollPolicy", "PollingStoppedError",
+    "Resource", "ResourceMeta", "Run", "SecretNotFoundError", "ServeRefusedError", "ServiceUnavailableError",
+    "Session", "SessionClosedError", "Transition", "Transport", "UnknownRunError", "UnknownTaskTypeError",
+    "WaitInterrupted", "__version__", "progress", "serve", "task_template",
 ]
 
 
@@ -100,11 +103,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         InputError,
         JournalError,
         JournalVersionError,
+        LimitExceededError,
         LiteralConversionError,
         MetadataError,
         NotSupportedError,
         PollingStoppedError,
         SecretNotFoundError,
+        ServeRefusedError,
         ServiceUnavailableError,
         SessionClosedError,
         UnknownRunError,

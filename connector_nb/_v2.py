@@ -108,7 +108,7 @@ class ConnectionTransport(LocalTransport):
     Secret values are masked in any error before it reaches a log line or the wire.
     """
 
-    async def _call(self, connector: AsyncConnector, name: str, **kwargs: Any) -> Any:
+    async def _call(self, connector: AsyncConnector[Any], name: str, **kwargs: Any) -> Any:
         secrets, configs = CONNECTION.get()
         if name not in ("create", "get", "delete") or not (secrets or configs):
             return await super()._call(connector, name, **kwargs)

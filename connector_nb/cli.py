@@ -123,10 +123,10 @@ def _inputs_help(task: str) -> str:
     return f"inputs of {task!r}:\n" + ("\n".join(_input_lines(connector)) or "  (none)")
 
 
-def _local_connector(task: str, version: int) -> AsyncConnector:
+def _local_connector(task: str, version: int) -> AsyncConnector[Any]:
     from .registry import ConnectorRegistry
 
-    connector: AsyncConnector = ConnectorRegistry.default().get_connector(task, version)
+    connector: AsyncConnector[Any] = ConnectorRegistry.default().get_connector(task, version)
     return connector
 
 
@@ -134,7 +134,7 @@ def _type_name(tp: Any) -> str:
     return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
-def _input_lines(connector: AsyncConnector, indent: str = "  ") -> list[str]:
+def _input_lines(connector: AsyncConnector[Any], indent: str = "  ") -> list[str]:
     """``name: type = default`` (or ``(required)``) for each declared input."""
     defaults = connector.input_defaults
     return [f"{indent}{name}: {_type_name(tp)}" + (f" = {defaults[name]!r}" if name in defaults else " (required)")

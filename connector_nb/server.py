@@ -431,7 +431,7 @@ def _guard(token: str | None) -> Any:
 # -- what is served ---------------------------------------------------------------------------------
 
 
-def _shell(connector: AsyncConnector) -> bool:
+def _shell(connector: AsyncConnector[Any]) -> bool:
     from .examples.shell import ShellConnector
 
     return isinstance(connector, ShellConnector) or connector.task_type_name == "shell"
@@ -445,21 +445,21 @@ class _Served(ConnectorRegistry):
         self._sources = sources
         self._allow_shell = allow_shell
 
-    def list_connectors(self) -> list[AsyncConnector]:
+    def list_connectors(self) -> list[AsyncConnector[Any]]:
         """Every served connector, first source first."""
-        seen: dict[tuple[str, int], AsyncConnector] = {}
+        seen: dict[tuple[str, int], AsyncConnector[Any]] = {}
         for source in self._sources:
             for c in source.list_connectors():
                 if self._allow_shell or not _shell(c):
                     seen.setdefault((c.task_type_name, int(c.task_type_version)), c)
         return list(seen.values())
 
-    def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector:
+    def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector[Any]:
         """The served connector for a task type; UnknownTaskTypeError lists only what is served."""
         key = (task_type_name, int(task_type_version))
         for source in self._sources:
             if key in source:
-                connector: AsyncConnector = source.get_connector(*key)
+                connector: AsyncConnector[Any] = source.get_connector(*key)
                 if self._allow_shell or not _shell(connector):
                     return connector
                 break

@@ -64,7 +64,7 @@ class ShellMeta(ResourceMeta):
     output_prefix: str
 
 
-class ShellConnector(AsyncConnector):
+class ShellConnector(AsyncConnector[ShellMeta]):
     """Runs ``command`` with ``/bin/sh -c``; SUCCEEDED on exit code 0, FAILED otherwise, ABORTED when deleted."""
 
     name = "Shell Connector"

@@ -65,7 +65,7 @@ def _queued_for(seconds: float) -> float:
     return min(0.1 * seconds, 0.5)
 
 
-class SleepConnector(AsyncConnector):
+class SleepConnector(AsyncConnector[SleepMeta]):
     """Sleeps ``seconds``: QUEUED for the first 10% (max 0.5 s), then RUNNING, then SUCCEEDED (or FAILED).
 
     ``output_root`` (default: ``$CONNECTOR_NB_OUTPUT_ROOT``) confines where ``output_prefix`` may point.
@@ -105,7 +105,7 @@ class SleepConnector(AsyncConnector):
         record = self.jobs.check(meta.job_id, fields)
         return _Job(meta.job_id, meta.started_at, meta.seconds, meta.fail, meta.log_path, record.get("cancelled_at"))
 
-    async def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:  # type: ignore[override]  # async is allowed
+    async def get(self, resource_meta: SleepMeta, **kwargs: Any) -> Resource:
         job = self._job(resource_meta)
         links = [file_log_link("sleep log", job.log_path)] if job.log_path else []
         now = time.time()

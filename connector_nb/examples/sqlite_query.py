@@ -98,7 +98,7 @@ _JOBS: dict[str, _Job] = {}
 _JOBS_LOCK = threading.Lock()
 
 
-class SQLiteQueryConnector(AsyncConnector):
+class SQLiteQueryConnector(AsyncConnector[SQLiteMeta]):
     """Runs ``query`` (with named ``params``) against the SQLite file ``database``; outputs the rows as CSV.
 
     ``custom`` may hold ``{"timeout": seconds}``: the longest the query may take (lock waits included)

@@ -13,6 +13,8 @@ import connector_nb
 from connector_nb import errors
 
 EXPECTED = [
+    "LimitExceededError",
+    "ServeRefusedError",
     "JournalVersionError",
     "JournalError",
     "SecretNotFoundError",

@@ -469,8 +469,8 @@ def test_reattach_keeps_inputs_start_and_history_and_never_reopens_a_finished_ru
     from connector_nb.examples import CONNECTORS
 
     path = str(tmp_path / "journal.sqlite3")
-    registry = ConnectorRegistry([FakeConnector("secretive", script=["RUNNING"], input_types={"api_key": str, "n": int}),
-                                  *CONNECTORS])
+    secretive = FakeConnector("secretive", script=["RUNNING"], input_types={"api_key": str, "n": int})
+    registry = ConnectorRegistry([secretive, *CONNECTORS])
     with Session(registry=registry, poll=fast_policy(), journal=path, output_dir=str(tmp_path)) as first:
         live = first.launch("secretive", api_key="k3y-value-123", n=3)
         sleeper = first.launch("sleep", seconds=30)
