@@ -21,7 +21,9 @@ R = TypeVar("R")
 class Engine:
     """A reference-counted loop thread: started by the first session, stopped when the last one closes."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "connector-nb-engine") -> None:
+        """A loop thread called ``name`` (started on first ``acquire``)."""
+        self.name = name
         self._lock = threading.Lock()
         self._users = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,7 +68,7 @@ class Engine:
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
-        self._thread = threading.Thread(target=main, name="connector-nb-engine", daemon=True)
+        self._thread = threading.Thread(target=main, name=self.name, daemon=True)
         self._thread.start()
         ready.wait()
         self._loop = loop
@@ -99,6 +101,19 @@ def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def running_loop(what: str) -> asyncio.AbstractEventLoop:
+    """The caller's running loop; EngineError (naming ``what`` and the blocking alternative) if there is none."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise EngineError(f"{what} must be created inside a running event loop; use Session otherwise") from None
+
+
+async def construct(cls: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``cls(*args, **kwargs)`` made on the loop that runs this coroutine (for objects bound to their loop)."""
+    return cls(*args, **kwargs)
 
 
 def run_blocking(coro: Coroutine[Any, Any, R], loop: asyncio.AbstractEventLoop, timeout: float | None = None) -> R:

@@ -23,7 +23,9 @@ from .errors import (
 
 # grpc core otherwise prints INFO lines ("Got goaway ...") into the notebook; read when grpc is first
 # imported, so every module that imports grpc imports this one first. A value the user set wins.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+#: The GRPC_VERBOSITY default (a value the user set wins).
+QUIET = "ERROR"
+os.environ.setdefault("GRPC_VERBOSITY", QUIET)
 
 #: error class -> status code name; the first class an error is an instance of decides (most specific first).
 ERROR_CODES: tuple[tuple[type[BaseException], str], ...] = (

@@ -597,7 +597,7 @@ class ServerHandle:
         self.host, self.tls, self.connectors = host, tls, connectors
         self.port = 0
         # Two loop threads: the gRPC server (and health) on one, connector calls on the other.
-        self._engines = (Engine(), Engine())
+        self._engines = (Engine("connector-nb-server"), Engine("connector-nb-server-calls"))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         self._transport: LocalTransport | None = None
@@ -746,15 +746,6 @@ def serve(
         finally:
             handle.stop(grace=1.0)
     return handle
-
-
-def __getattr__(name: str) -> Any:
-    # The CLI's serve command moved to cli.py; these names stay importable from here for older callers.
-    if name in ("add_serve_parser", "run_serve"):
-        from . import cli
-
-        return getattr(cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ServeLimits", "ServerHandle", "check_exposure", "import_modules", "installed_registry", "serve"]

@@ -12,11 +12,11 @@ import concurrent.futures
 import os
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Mapping, Protocol, TypeVar, cast
 
-from ._engine import ENGINE, Same, await_on, blocking, run_blocking, same, submit
+from ._engine import ENGINE, Same, await_on, blocking, construct, run_blocking, running_loop, same, submit
 from ._scratch import Scratch
-from .errors import ConnectorNbError, EngineError, SessionClosedError
+from .errors import ConnectorNbError, SessionClosedError
 from .polling import PollPolicy
 from .recovery import Ledger, history, open_journal
 from .run import Observable, Observer, Run, Transition, counts_text, phase_counts, utcnow
@@ -50,7 +50,7 @@ class AsyncSession(Observable):
         **transport_options: Any,
     ) -> None:
         """``target``: None for in-process, or ``grpc[s]://host:port``; ``journal=False`` turns the journal off."""
-        self._loop: asyncio.AbstractEventLoop = _running_loop()
+        self._loop: asyncio.AbstractEventLoop = running_loop("AsyncSession")
         self.transport = make_transport(target, registry, **transport_options)
         self.registry = self.transport.registry
         self.target = self.transport.target
@@ -271,6 +271,23 @@ class AsyncSession(Observable):
         return repr_mimebundle(self.public, include, exclude)
 
 
+class Served(Protocol):
+    """What ``Session.serve`` returns (``server.ServerHandle``): where it serves, and how to stop it."""
+
+    port: int
+
+    @property
+    def target(self) -> str:
+        """``grpc[s]://host:port``."""
+
+    @property
+    def running(self) -> bool:
+        """Whether it still serves."""
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving."""
+
+
 class Session:
     """Blocking facade of an :class:`AsyncSession` running on the engine loop thread.
 
@@ -295,7 +312,7 @@ class Session:
                        **transport_options)
         self._loop = ENGINE.acquire()
         try:
-            self._async: AsyncSession = run_blocking(_make_async(target, options), self._loop)
+            self._async: AsyncSession = run_blocking(construct(AsyncSession, target, **options), self._loop)
         except BaseException:
             ENGINE.release()
             raise
@@ -336,7 +353,7 @@ class Session:
         """Whether ``close()`` was called."""
         return self._released
 
-    def serve(self, port: int = 0, host: str = "127.0.0.1", **options: Any) -> Any:
+    def serve(self, port: int = 0, host: str = "127.0.0.1", **options: Any) -> Served:
         """Serve this session's registry over gRPC in the background; returns a handle with ``.stop()``."""
         import importlib
 
@@ -344,7 +361,7 @@ class Session:
             raise ConnectorNbError("only an in-process session has a registry to serve")
         # Looked up by name: the core does not import the server.
         serve = importlib.import_module("connector_nb.server").serve
-        return serve(self.registry, port=port, host=host, block=False, **options)
+        return cast(Served, serve(self.registry, port=port, host=host, block=False, **options))
 
     def close(self, /, cancel_running: bool = False, timeout: float | None = None) -> None:
         """Stop polling, release the transport and, with the last session, stop the engine thread."""
@@ -373,17 +390,6 @@ class Session:
             finally:
                 self._released = True
                 ENGINE.release()
-
-
-async def _make_async(target: str | Transport | None, options: dict[str, Any]) -> AsyncSession:
-    return AsyncSession(target, **options)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        raise EngineError("AsyncSession must be created inside a running event loop; use Session otherwise") from None
 
 
 __all__ = ["RETAIN", "AsyncSession", "Run", "Session", "Transition"]

@@ -13,9 +13,10 @@ import re
 import warnings
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence, TypeVar
 
-# grpc core otherwise prints INFO lines ("Got goaway ...") into the notebook whenever a service restarts.
-# Read when grpc is first imported; a value the user set wins.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+from .._status import QUIET, error_class
+
+# Before grpc is first imported (see _status: grpc core would print INFO lines into the notebook).
+os.environ.setdefault("GRPC_VERBOSITY", QUIET)
 
 import grpc
 import grpc.aio
@@ -28,6 +29,7 @@ from ..errors import (
     ConnectorCallError,
     CreateOutcomeUnknownError,
     InputError,
+    LimitExceededError,
     MetadataError,
     NotSupportedError,
     ServiceUnavailableError,
@@ -370,26 +372,30 @@ class GrpcTransport(Transport):
     async def _mapped(
         self, code: grpc.StatusCode, details: str, what: str, category: TaskCategory | None
     ) -> Exception | None:
+        """Our error for a status code: the class from the one table (``_status``), the message from context."""
         task_type = category.name if category else ""
+        cls = error_class(code.name)
         optional = {"get_metrics": "metrics", "get_logs": "logs"}.get(what)
-        if code is _CODE.UNAVAILABLE:
-            return ServiceUnavailableError(f"connector service at {self.target} is unavailable: {details}")
-        if code is _CODE.DEADLINE_EXCEEDED:
-            return await self._timed_out(what, task_type, details)
-        if code is _CODE.NOT_FOUND and category is not None:
-            return UnknownTaskTypeError(category.name, category.version, await self._offered())
-        if code is _CODE.INVALID_ARGUMENT:
-            return (InputError if what == "create" else MetadataError)(details)
         # flytekit's and Flyte 2's services let NotImplementedError escape, which gRPC reports as UNKNOWN.
-        if optional and (code is _CODE.UNIMPLEMENTED or "NotImplementedError" in details):
+        if optional and (cls is NotSupportedError or "NotImplementedError" in details):
             return NotSupportedError(f"this connector has no {optional}" + (f" ({details})" if details else ""))
-        if code is _CODE.UNIMPLEMENTED:
+        if cls is ServiceUnavailableError:
+            return ServiceUnavailableError(f"connector service at {self.target} is unavailable: {details}")
+        if cls is CallTimeoutError:
+            return await self._timed_out(what, task_type, details)
+        if cls is UnknownTaskTypeError:
+            return UnknownTaskTypeError(category.name, category.version, await self._offered()) if category else None
+        if cls is InputError:
+            return (InputError if what == "create" else MetadataError)(details)
+        if cls is NotSupportedError:
             return NotSupportedError(f"the service at {self.target} does not implement {what}(): {details}")
-        if code in (_CODE.INTERNAL, _CODE.UNKNOWN):
+        if cls is ConnectorCallError:
             return ConnectorCallError(what, task_type, None, details)
-        if code in (_CODE.UNAUTHENTICATED, _CODE.PERMISSION_DENIED):
+        if cls is AuthError:
             return AuthError(f"connector service at {self.target} refused {what}(): {code.name}: {details} "
                              f"(token= or ${_TOKEN_ENV} sets the bearer token)")
+        if cls is LimitExceededError:
+            return LimitExceededError(f"connector service at {self.target} refused {what}(): {details}")
         return None
 
     async def _timed_out(self, what: str, task_type: str, details: str) -> Exception:

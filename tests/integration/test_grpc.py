@@ -507,7 +507,7 @@ def test_plaintext_with_ca_is_rejected(tmp_path):
 
 CLI = """
 import argparse, sys
-from connector_nb.server import add_serve_parser
+from connector_nb.cli import add_serve_parser
 parser = argparse.ArgumentParser(prog="connector-nb")
 add_serve_parser(parser.add_subparsers())
 args = parser.parse_args(sys.argv[1:])

@@ -103,8 +103,11 @@ def test_public_names_type_check_under_mypy_strict(tmp_path: Path):
     ''')
     module = tmp_path / "user_connector.py"
     module.write_text(source)
-    # Editable installs hide the package from mypy's import finder: point it at the checkout.
+    # Editable installs hide the package from mypy's import finder: point it at the checkout, and report
+    # errors in the user's module only, as for an installed package.
     env = {**os.environ, "MYPYPATH": str(Path(connector_nb.__file__).resolve().parents[1])}
-    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(module)],
-                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\nstrict = True\n\n[mypy-connector_nb.*]\nignore_errors = True\n")
+    result = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(config), "--no-incremental",
+                             str(module)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
