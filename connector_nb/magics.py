@@ -211,11 +211,8 @@ class ConnectorMagics(Magics):
         return run
 
     def _do_cancel(self, args: Any, _cell: str | None) -> Any:
-        if args.all:
-            if args.args:
-                raise UsageError("cancel takes a RUN or --all, not both")
-            cancelled = self.session.cancel_all()
-            print(f"cancelled {len(cancelled)} run(s)")
+        if self._all(args, "cancel RUN"):
+            print(f"cancelled {len(self.session.cancel_all())} run(s)")
             return None
         run = self.resolve_run(self._one(args, "cancel RUN | --all"))
         run.cancel()
@@ -237,9 +234,7 @@ class ConnectorMagics(Magics):
         return self.session.recover()
 
     def _do_reattach(self, args: Any, _cell: str | None) -> Any:
-        if args.all:
-            if args.args:
-                raise UsageError("reattach takes a RUN_ID or --all, not both")
+        if self._all(args, "reattach RUN_ID"):
             runs = self.session.reattach_all()
             print(f"reattached {len(runs)} run(s)")
             return runs
@@ -301,6 +296,13 @@ class ConnectorMagics(Magics):
             return dict(registry.get_connector(task, version).input_types)
         except ConnectorNbError:
             return None  # the unknown task type is reported by launch itself
+
+    @staticmethod
+    def _all(args: Any, form: str) -> bool:
+        """Whether ``--all`` was given (then with no RUN: "cancel RUN or --all", not both)."""
+        if args.all and args.args:
+            raise UsageError(f"{form.split()[0]} takes a {form.split()[1]} or --all, not both")
+        return bool(args.all)
 
     @staticmethod
     def _one(args: Any, form: str) -> str:

@@ -8,33 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 from typing import Any
 
 import pytest
 from jupyter_client.manager import start_new_kernel
+from kernel_cells import run_ok
 
 from connector_nb.testing import wait_until
-
-
-def _run(client: Any, code: str, timeout: float = 120) -> str:
-    """Execute ``code``; return what it printed; fail on an error."""
-    msg_id = client.execute(code)
-    out = ""
-    while True:
-        try:
-            msg = client.get_iopub_msg(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no kernel output within {timeout} s; so far: {out!r}") from None
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            out += msg["content"]["text"]
-        elif msg["msg_type"] == "error":
-            raise AssertionError("\n".join(msg["content"]["traceback"]))
-        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return out
 
 
 def _kernel(home: str) -> tuple[Any, Any]:
@@ -52,7 +33,7 @@ def test_kill_9_mid_run_then_every_run_is_recovered_in_a_new_kernel(tmp_path):
     home = str(tmp_path / "home")
     km, client = _kernel(home)
     try:
-        _run(client, "from connector_nb import Session\nsession = Session()\n"
+        run_ok(client, "from connector_nb import Session\nsession = Session()\n"
                      "runs = [session.launch('sleep', seconds=3 + i % 3) for i in range(10)]\n"
                      "runs += [session.launch('shell', command=f'sleep {2 + i % 3}; echo job {i} done') "
                      "for i in range(10)]\n"
@@ -62,7 +43,7 @@ def test_kill_9_mid_run_then_every_run_is_recovered_in_a_new_kernel(tmp_path):
         client.stop_channels()
     km2, client2 = _kernel(home)
     try:
-        out = _run(client2, "import json\nfrom connector_nb import Session\nsession = Session()\n"
+        out = run_ok(client2, "import json\nfrom connector_nb import Session\nsession = Session()\n"
                             "frame = session.recover()\n"
                             "runs = session.reattach_all()\n"
                             "final = [r.wait(timeout=120).phase for r in runs]\n"
@@ -87,7 +68,7 @@ def test_kernel_killed_during_a_slow_create_leaves_an_unknown_outcome_record(tmp
     marker = tmp_path / "create-started"
     km, client = _kernel(home)
     try:
-        _run(client, "import time\nfrom dataclasses import dataclass\n"
+        run_ok(client, "import time\nfrom dataclasses import dataclass\n"
                      "from connector_nb import AsyncConnector, ResourceMeta, Resource, ConnectorRegistry, Session\n"
                      "@dataclass\nclass M(ResourceMeta):\n    job: str\n"
                      "class Slow(AsyncConnector[M]):\n    task_type_name = 'slow_create'\n    metadata_type = M\n"
@@ -103,7 +84,7 @@ def test_kernel_killed_during_a_slow_create_leaves_an_unknown_outcome_record(tmp
         client.stop_channels()
     km2, client2 = _kernel(home)
     try:
-        out = _run(client2, "import json\nfrom connector_nb import Session\nsession = Session()\n"
+        out = run_ok(client2, "import json\nfrom connector_nb import Session\nsession = Session()\n"
                             "frame = session.recover()\n"
                             "row = frame.iloc[0]\n"
                             "try:\n    session.reattach(row.run_id)\n    why = ''\n"

@@ -5,11 +5,9 @@ The wait ends with one clear line; the run goes on (still polled) unless ``cance
 
 from __future__ import annotations
 
-import queue
-from typing import Any
-
 import pytest
 from jupyter_client.manager import start_new_kernel
+from kernel_cells import run_code
 
 # Prints "waiting" once the kernel's main thread is blocked inside the wait (a condition, not a delay).
 ANNOUNCE = """
@@ -31,56 +29,32 @@ def announce_when_waiting():
 
 
 
-def _execute(client: Any, code: str, interrupt_after: str | None = None, km: Any = None,
-             timeout: float = 60) -> tuple[str, list[dict[str, Any]]]:
-    """Run ``code``; interrupt the kernel once it printed ``interrupt_after``. Returns (stdout, errors)."""
-    msg_id = client.execute(code)
-    out, errors, interrupted = "", [], False
-    while True:
-        try:
-            msg = client.get_iopub_msg(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no kernel output within {timeout} s; so far: {out!r}") from None
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream":
-            out += content["text"]
-            if interrupt_after and interrupt_after in out and not interrupted:
-                km.interrupt_kernel()
-                interrupted = True
-        elif kind == "error":
-            errors.append(content)
-        elif kind == "status" and content["execution_state"] == "idle":
-            return out, errors
-
-
 @pytest.mark.kernel
 def test_interrupt_during_wait_leaves_the_run_polling_then_cancel_on_interrupt_deletes():
     km, client = start_new_kernel(kernel_name="python3")
     try:
-        _execute(client, ANNOUNCE + "from connector_nb import Session\nsession = Session()\n"
+        run_code(client, ANNOUNCE + "from connector_nb import Session\nsession = Session()\n"
                          "run = session.launch('sleep', seconds=60)")
-        out, errors = _execute(client, "announce_when_waiting()\nrun.wait()", "waiting", km)
+        out, errors = run_code(client, "announce_when_waiting()\nrun.wait()", interrupt_after="waiting", km=km)
         assert len(errors) == 1 and errors[0]["ename"] == "WaitInterrupted"
         assert len(errors[0]["traceback"]) == 1  # one clear line, no frames from concurrent.futures
         line = errors[0]["traceback"][0]
         assert "still" in line and "polled" in line and "run.cancel()" in line
-        out, errors = _execute(client, "calls = run.get_calls\n"
+        out, errors = run_code(client, "calls = run.get_calls\n"
                                        "import time\n"
                                        "deadline = time.monotonic() + 30\n"
                                        "while run.get_calls == calls and time.monotonic() < deadline:\n"
                                        "    time.sleep(0.05)\n"
                                        "print(run.live, run.get_calls > calls, run.done)")
         assert not errors and out.split() == ["True", "True", "False"]  # still QUEUED/RUNNING and still polled
-        out, errors = _execute(client, "run.cancel()\nprint(run.phase)")
+        out, errors = run_code(client, "run.cancel()\nprint(run.phase)")
         assert not errors and out.strip() == "ABORTED"
 
-        _execute(client, "run2 = session.launch('sleep', seconds=60)")
-        out, errors = _execute(client, "announce_when_waiting()\nrun2.wait(cancel_on_interrupt=True)",
-                               "waiting", km)
+        run_code(client, "run2 = session.launch('sleep', seconds=60)")
+        out, errors = run_code(client, "announce_when_waiting()\nrun2.wait(cancel_on_interrupt=True)",
+                               interrupt_after="waiting", km=km)
         assert errors and errors[0]["ename"] == "WaitInterrupted" and "cancelling" in errors[0]["traceback"][0]
-        out, errors = _execute(client, "print(run2.wait(timeout=30).phase)\nsession.close()")
+        out, errors = run_code(client, "print(run2.wait(timeout=30).phase)\nsession.close()")
         assert not errors and out.strip() == "ABORTED"
     finally:
         client.stop_channels()
