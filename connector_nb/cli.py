@@ -252,6 +252,7 @@ def _report(run: Run, out: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """``connector-nb demo``: several example tasks at once, with a live table."""
     import tempfile
 
     from .examples import make_demo_database

@@ -111,3 +111,27 @@ def test_public_names_type_check_under_mypy_strict(tmp_path: Path):
     result = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(config), "--no-incremental",
                              str(module)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_public_function_and_class_in_the_package_has_a_docstring():
+    """Public = not underscored, in a module that is not private; methods inherit a base class's docstring."""
+    import ast
+    import importlib
+    import pkgutil
+
+    missing = []
+    for info in pkgutil.walk_packages(connector_nb.__path__, "connector_nb."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        module = importlib.import_module(info.name)
+        tree = ast.parse(Path(module.__file__ or "").read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                value = getattr(module, node.name, None)
+                if value is None or not inspect.getdoc(value):
+                    missing.append(f"{info.name}.{node.name}")
+                if isinstance(node, ast.ClassDef) and value is not None:
+                    missing += [f"{info.name}.{node.name}.{m.name}" for m in node.body
+                                if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                                and not m.name.startswith("_") and not inspect.getdoc(getattr(value, m.name, None))]
+    assert not missing, missing
