@@ -125,8 +125,9 @@ def test_every_public_function_and_class_in_the_package_has_a_docstring():
             continue
         module = importlib.import_module(info.name)
         tree = ast.parse(Path(module.__file__ or "").read_text())
+        defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
         for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            if isinstance(node, defs) and not node.name.startswith("_"):
                 value = getattr(module, node.name, None)
                 if value is None or not inspect.getdoc(value):
                     missing.append(f"{info.name}.{node.name}")
