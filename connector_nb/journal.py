@@ -150,8 +150,8 @@ class Journal:
                                   ("version", version, int), ("inputs", inputs, Mapping),
                                   ("template", template, bytes), ("started_at", started_at, datetime)):
             _need(name, value, kind)
-        known = secret_values(inputs)
-        row = (run_id, task_type, version, target, _inputs_json(inputs, known), _redact_template(template, known),
+        known, inputs_json = _clean_inputs(inputs)
+        row = (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
                output_prefix, _iso(started_at), self._pid, self._host)
         with self._lock:
             try:
@@ -209,6 +209,7 @@ class Journal:
     # -- reading (each read sees every write this object made before it) -----------------------
     def get(self, run_id: str) -> JournalRow:
         """The journaled run ``run_id``; UnknownRunError (listing recent ids) if there is none."""
+        self._check_open()
         self.flush()
         with self._lock:
             row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -231,6 +232,7 @@ class Journal:
         if exclude_pid is not None:
             where += " AND NOT (coalesce(pid, -1) = ? AND coalesce(host, '') = ?)"
             args = (exclude_pid, self._host)
+        self._check_open()
         self.flush()
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC", args)
@@ -247,6 +249,7 @@ class Journal:
         sql = ("SELECT run_id, task_type, target, phase, unknown_outcome, started_at, ended_at, message FROM runs"
                + (f" WHERE {_OPEN}" if unfinished_only else "") + " ORDER BY started_at DESC, rowid DESC"
                + (f" LIMIT {limit}" if limit is not None else ""))
+        self._check_open()
         self.flush()
         with self._lock:
             rows = [tuple(r) for r in self._db.execute(sql)]
@@ -359,9 +362,7 @@ class Journal:
             return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
-        for file in files:  # made 0600 before SQLite creates them with the umask's mode
-            _private_file(file)
+        _create_private(self.path)  # SQLite gives -wal and -shm the mode of the database file, whatever the umask
         db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             db.row_factory = sqlite3.Row
@@ -372,8 +373,9 @@ class Journal:
         except BaseException:
             db.close()
             raise
-        for file in files:
-            _private_file(file)
+        for suffix in ("", "-wal", "-shm"):  # files made earlier under a looser mode are tightened too
+            with suppress(FileNotFoundError, PermissionError):  # a shared file someone else owns stays theirs
+                os.chmod(f"{self.path}{suffix}", 0o600)
         return db
 
 
@@ -476,9 +478,11 @@ def _scrub(value: Any, known: list[str]) -> Any:
     return _masked(str(value), known)
 
 
-def _inputs_json(inputs: Mapping[str, Any], known: list[str]) -> str:
+def _clean_inputs(inputs: Mapping[str, Any]) -> tuple[list[str], str]:
+    """The secret input values (to mask them later), and the inputs as redacted, masked JSON."""
     try:
-        return json.dumps(_scrub(redact(inputs), known))
+        known = secret_values(inputs)
+        return known, json.dumps(_scrub(redact(inputs), known))
     except (RecursionError, ValueError) as e:  # a self-containing value
         raise InputError(f"inputs: cannot be journaled as JSON ({type(e).__name__}: {e})") from None
 
@@ -543,11 +547,18 @@ def _private_dir(folder: Path, *, enforce: bool) -> None:
         os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask; chmod is not
 
 
-def _private_file(file: Path) -> None:
-    fd = os.open(file, os.O_CREAT | os.O_RDWR, 0o600)
+def _create_private(file: Path) -> None:
+    """Create ``file`` as 0600 if it does not exist.
+
+    Never open an existing journal file ourselves: closing that descriptor would drop the POSIX locks that
+    SQLite connections of this process hold on it (and another process could then truncate the -shm under us).
+    """
     try:
-        with suppress(PermissionError):  # a shared file someone else owns keeps its owner's choice
-            os.fchmod(fd, 0o600)
+        fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the O_CREAT mode is cut by the umask; fchmod is not
     finally:
         os.close(fd)
 
