@@ -22,7 +22,7 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypedDict, cast
 
 from . import secrets as _secrets
 from .errors import InputError, JournalError, JournalVersionError, UnknownRunError
@@ -325,7 +325,8 @@ class Journal:
                             self._apply(kind, list(ops))
                         self._db.execute("COMMIT")
                     except BaseException:
-                        self._db.execute("ROLLBACK")
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
                         raise
                 return
             except sqlite3.OperationalError as e:  # locked past the busy timeout, disk full...
@@ -355,6 +356,8 @@ class Journal:
     def _open(self) -> sqlite3.Connection:
         try:
             return self._connect()
+        except sqlite3.OperationalError as e:  # locked for too long, unwritable folder...: the file is fine
+            raise JournalError(f"cannot open the journal at {self.path}: {e}") from e
         except sqlite3.DatabaseError as e:  # not a database at all (corrupt, or some other file)
             aside = _move_aside(self.path, "unreadable")
             log.warning("journal %s could not be read (%s); moved it to %s and started a new one", self.path, e,
@@ -366,10 +369,7 @@ class Journal:
         db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives the process being killed
-            db.execute("PRAGMA secure_delete=ON")  # what a migration drops is zeroed, not left in free pages
-            _setup(db, self.path)
+            _when_unlocked(lambda: _prepare(db, self.path))
         except BaseException:
             db.close()
             raise
@@ -377,6 +377,26 @@ class Journal:
             with suppress(FileNotFoundError, PermissionError):  # a shared file someone else owns stays theirs
                 os.chmod(f"{self.path}{suffix}", 0o600)
         return db
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives the process being killed
+    db.execute("PRAGMA secure_delete=ON")  # what a migration drops is zeroed, not left in free pages
+    _setup(db, path)
+
+
+def _when_unlocked(step: Callable[[], None]) -> None:
+    """Run ``step``, again while the file is locked: switching to WAL gets SQLITE_BUSY at once (no busy wait)
+    when two processes open a new journal together."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)  # back off briefly; the other opener holds the lock for milliseconds
 
 
 def _setup(db: sqlite3.Connection, path: Path) -> None:
@@ -400,7 +420,8 @@ def _setup(db: sqlite3.Connection, path: Path) -> None:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 
