@@ -22,7 +22,7 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypedDict, cast
 
 from . import secrets as _secrets
 from .errors import InputError, JournalError, JournalVersionError, UnknownRunError
@@ -150,8 +150,8 @@ class Journal:
                                   ("version", version, int), ("inputs", inputs, Mapping),
                                   ("template", template, bytes), ("started_at", started_at, datetime)):
             _need(name, value, kind)
-        known = secret_values(inputs)
-        row = (run_id, task_type, version, target, _inputs_json(inputs, known), _redact_template(template, known),
+        known, inputs_json = _clean_inputs(inputs)
+        row = (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
                output_prefix, _iso(started_at), self._pid, self._host)
         with self._lock:
             try:
@@ -209,6 +209,7 @@ class Journal:
     # -- reading (each read sees every write this object made before it) -----------------------
     def get(self, run_id: str) -> JournalRow:
         """The journaled run ``run_id``; UnknownRunError (listing recent ids) if there is none."""
+        self._check_open()
         self.flush()
         with self._lock:
             row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -231,6 +232,7 @@ class Journal:
         if exclude_pid is not None:
             where += " AND NOT (coalesce(pid, -1) = ? AND coalesce(host, '') = ?)"
             args = (exclude_pid, self._host)
+        self._check_open()
         self.flush()
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC", args)
@@ -247,6 +249,7 @@ class Journal:
         sql = ("SELECT run_id, task_type, target, phase, unknown_outcome, started_at, ended_at, message FROM runs"
                + (f" WHERE {_OPEN}" if unfinished_only else "") + " ORDER BY started_at DESC, rowid DESC"
                + (f" LIMIT {limit}" if limit is not None else ""))
+        self._check_open()
         self.flush()
         with self._lock:
             rows = [tuple(r) for r in self._db.execute(sql)]
@@ -322,7 +325,8 @@ class Journal:
                             self._apply(kind, list(ops))
                         self._db.execute("COMMIT")
                     except BaseException:
-                        self._db.execute("ROLLBACK")
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
                         raise
                 return
             except sqlite3.OperationalError as e:  # locked past the busy timeout, disk full...
@@ -352,6 +356,8 @@ class Journal:
     def _open(self) -> sqlite3.Connection:
         try:
             return self._connect()
+        except sqlite3.OperationalError as e:  # locked for too long, unwritable folder...: the file is fine
+            raise JournalError(f"cannot open the journal at {self.path}: {e}") from e
         except sqlite3.DatabaseError as e:  # not a database at all (corrupt, or some other file)
             aside = _move_aside(self.path, "unreadable")
             log.warning("journal %s could not be read (%s); moved it to %s and started a new one", self.path, e,
@@ -359,22 +365,38 @@ class Journal:
             return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
-        for file in files:  # made 0600 before SQLite creates them with the umask's mode
-            _private_file(file)
+        _create_private(self.path)  # SQLite gives -wal and -shm the mode of the database file, whatever the umask
         db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives the process being killed
-            db.execute("PRAGMA secure_delete=ON")  # what a migration drops is zeroed, not left in free pages
-            _setup(db, self.path)
+            _when_unlocked(lambda: _prepare(db, self.path))
         except BaseException:
             db.close()
             raise
-        for file in files:
-            _private_file(file)
+        for suffix in ("", "-wal", "-shm"):  # files made earlier under a looser mode are tightened too
+            with suppress(FileNotFoundError, PermissionError):  # a shared file someone else owns stays theirs
+                os.chmod(f"{self.path}{suffix}", 0o600)
         return db
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives the process being killed
+    db.execute("PRAGMA secure_delete=ON")  # what a migration drops is zeroed, not left in free pages
+    _setup(db, path)
+
+
+def _when_unlocked(step: Callable[[], None]) -> None:
+    """Run ``step``, again while the file is locked: switching to WAL gets SQLITE_BUSY at once (no busy wait)
+    when two processes open a new journal together."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)  # back off briefly; the other opener holds the lock for milliseconds
 
 
 def _setup(db: sqlite3.Connection, path: Path) -> None:
@@ -398,7 +420,8 @@ def _setup(db: sqlite3.Connection, path: Path) -> None:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 
@@ -476,9 +499,11 @@ def _scrub(value: Any, known: list[str]) -> Any:
     return _masked(str(value), known)
 
 
-def _inputs_json(inputs: Mapping[str, Any], known: list[str]) -> str:
+def _clean_inputs(inputs: Mapping[str, Any]) -> tuple[list[str], str]:
+    """The secret input values (to mask them later), and the inputs as redacted, masked JSON."""
     try:
-        return json.dumps(_scrub(redact(inputs), known))
+        known = secret_values(inputs)
+        return known, json.dumps(_scrub(redact(inputs), known))
     except (RecursionError, ValueError) as e:  # a self-containing value
         raise InputError(f"inputs: cannot be journaled as JSON ({type(e).__name__}: {e})") from None
 
@@ -543,11 +568,18 @@ def _private_dir(folder: Path, *, enforce: bool) -> None:
         os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask; chmod is not
 
 
-def _private_file(file: Path) -> None:
-    fd = os.open(file, os.O_CREAT | os.O_RDWR, 0o600)
+def _create_private(file: Path) -> None:
+    """Create ``file`` as 0600 if it does not exist.
+
+    Never open an existing journal file ourselves: closing that descriptor would drop the POSIX locks that
+    SQLite connections of this process hold on it (and another process could then truncate the -shm under us).
+    """
     try:
-        with suppress(PermissionError):  # a shared file someone else owns keeps its owner's choice
-            os.fchmod(fd, 0o600)
+        fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the O_CREAT mode is cut by the umask; fchmod is not
     finally:
         os.close(fd)
 
