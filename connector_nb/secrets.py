@@ -3,6 +3,12 @@
 Every secret value that passes through here (a secret-named input, a declared secret, a URL password) is
 remembered for the life of the process, and ``mask`` replaces it wherever it shows up later: a repr, a widget,
 a log line, an error or the journal.
+
+Declaring secrets: a connector lists the secrets it needs as a class attribute, ``secrets = ("api_key",)``.
+``resolve(names)`` finds each one in the environment (the exact name, then its UPPER-CASE form, e.g.
+``API_KEY``) or else in a ``.env`` file (read with python-dotenv), and they reach the connector's methods as
+keyword arguments (``def create(self, ..., api_key: str, **kwargs)``), as Flyte 2 passes ``Connection.secrets``.
+A missing secret is a ``SecretNotFoundError`` naming the variable to set.
 """
 
 from __future__ import annotations

@@ -1,6 +1,18 @@
 """Example connectors that do real work offline: sleeping, shell commands and SQLite queries.
 
 Registered through the ``connector_nb.connectors`` entry point (``examples = connector_nb.examples:CONNECTORS``).
+
+They behave like external systems: each job's record lives in the per-user state directory
+(``$CONNECTOR_NB_HOME``, default ``~/.local/state/connector_nb``, mode 0700), so another process (a new kernel, a
+restarted server) sees the same job, a cancellation included, and forged metadata is refused. Confinement
+settings (constructor arguments, or environment variables read when the connector is built; set them whenever
+the examples are served):
+
+- ``output_root`` / ``$CONNECTOR_NB_OUTPUT_ROOT``: every ``output_prefix`` must resolve inside it;
+- ``database_root`` / ``$CONNECTOR_NB_SQLITE_ROOT`` (``sqlite_query``): databases must be under it.
+
+``sqlite_query`` opens databases read-only unless its ``write`` input is true, and denies ATTACH, VACUUM and
+extension loading. ``shell`` jobs get a scrubbed environment: ``BASE_ENV`` basics plus the task's ``env``.
 """
 
 from __future__ import annotations
