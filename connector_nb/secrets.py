@@ -26,6 +26,7 @@ MASK = "••••"
 _SECRET_NAME = re.compile(
     r"passw|pwd|secret|token|credential|auth|api_?key|private_?key|(^|[_-])key([_-]|$)", re.IGNORECASE
 )
+_MAYBE_SECRET_NAME = re.compile(r"passw|pwd|secret|token|credential|auth|key", re.IGNORECASE)
 #: Shorter values are never masked by value: replacing every "ab" would mangle text, not protect anything.
 MIN_SECRET_LEN = 3
 #: Deepest structure ``mask_obj`` walks; anything deeper is replaced, never shown unmasked.
@@ -102,8 +103,10 @@ def mask(text: str) -> str:
     """``text`` with every remembered secret value, URL password and secret-named ``key=value`` masked."""
     if not isinstance(text, str) or not text:
         return text
-    text = _URL_CREDENTIAL.sub(_mask_url, text)
-    text = _PAIR.sub(_mask_pair, text)
+    if "://" in text:
+        text = _URL_CREDENTIAL.sub(_mask_url, text)
+    if _MAYBE_SECRET_NAME.search(text):  # cheap pre-check: most log lines name no secret at all
+        text = _PAIR.sub(_mask_pair, text)
     pattern = _pattern()
     return pattern.sub(MASK, text) if pattern is not None else text
 
