@@ -258,3 +258,29 @@ def test_struct_round_trip_keeps_the_value_or_raises_when_converting(value: dict
     except LiteralConversionError:
         return
     assert same(to_python(literal, lt, field="cfg"), value)
+
+
+def test_magic_line_reads_inputs_as_their_declared_types(tmp_path, monkeypatch) -> None:
+    """``%connector launch shell command=true`` sends the string "true"; a deep value is a UsageError."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from connector_nb import ConnectorRegistry, Session
+    from connector_nb.examples import CONNECTORS
+    from connector_nb.magics import SESSION_NAME
+
+    monkeypatch.setenv("CONNECTOR_NB_HOME", str(tmp_path / "state"))
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "connector_nb")
+    session = Session(registry=ConnectorRegistry(list(CONNECTORS)), output_dir=str(tmp_path))
+    shell.user_ns[SESSION_NAME] = session
+    try:
+        run = shell.run_line_magic("connector", "launch shell command=true --wait")
+        assert run.inputs["command"] == "true" and run.phase == "SUCCEEDED"
+        with pytest.raises(UsageError, match="input 'seconds': expected float, got 'soon'"):
+            shell.run_line_magic("connector", "launch sleep seconds=soon")
+        with pytest.raises(UsageError, match="nested deeper than"):
+            shell.run_line_magic("connector", "launch sleep seconds=" + "[" * 10_000)
+    finally:
+        shell.run_line_magic("unload_ext", "connector_nb")
+        session.close(cancel_running=True)
+        shell.user_ns.pop(SESSION_NAME, None)
