@@ -88,7 +88,10 @@ def _fits(value: Any, hint: Any) -> tuple[bool, Any]:
         return value is None, value
     if hint is float:
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return is_number, float(value) if is_number else value
+        try:
+            return is_number, float(value) if is_number else value
+        except OverflowError:
+            return False, value  # a huge int has no float: the wrong type, not a crash
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if hint in (str, bool):
