@@ -484,8 +484,11 @@ def test_dict_inputs_and_outputs_keep_values_through_a_session_and_grpc(tmp_path
         assert run.wait(timeout=20).phase == "SUCCEEDED"
         assert repr(run.outputs["info"]) == repr(info)
         server = local.serve(port=0)
-        with Session(server.target, poll=fast_policy()) as remote:
-            run = remote.launch("fake", {"cfg": {"a": 1.0, "b": "x", "n": 2**60}})
-            assert run.wait(timeout=20).phase == "SUCCEEDED"
-            assert repr(run.outputs["info"]) == repr(info)
+        try:
+            with Session(server.target, poll=fast_policy()) as remote:
+                run = remote.launch("fake", {"cfg": {"a": 1.0, "b": "x", "n": 2**60}})
+                assert run.wait(timeout=20).phase == "SUCCEEDED"
+                assert repr(run.outputs["info"]) == repr(info)
+        finally:
+            server.stop()
         assert repr(fake.created[max(fake.created)]["cfg"]) == repr({"a": 1.0, "b": "x", "n": 2**60})
