@@ -127,8 +127,18 @@ def mask_obj(obj: Any, _depth: int = 0) -> Any:
                 out[key] = mask_obj(value, _depth + 1)
         return out
     if isinstance(obj, (list, tuple)):
-        return type(obj)(mask_obj(v, _depth + 1) for v in obj)
+        return _same_kind(obj, [mask_obj(v, _depth + 1) for v in obj])
     return obj
+
+
+def _same_kind(original: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """``items`` as the same sequence type as ``original`` (a namedtuple takes them as arguments)."""
+    try:
+        if hasattr(original, "_fields"):
+            return type(original)(*items)
+        return type(original)(items)
+    except TypeError:  # a subclass with its own constructor: a plain list/tuple still shows the masked values
+        return tuple(items) if isinstance(original, tuple) else items
 
 
 def _remember_value(value: Any) -> None:

@@ -190,3 +190,18 @@ def test_one_secret_per_route_appears_nowhere(dummy_comm, tmp_path, monkeypatch)
             assert not any(leaks.values()), (secret, leaks)
         assert sum(len(texts) for texts in places.values()) >= 20
         assert os.environ.get("API_KEY") != named  # the job's env never came from (or went into) ours
+
+
+def test_mask_obj_keeps_sequence_types_including_namedtuples() -> None:
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "user url")
+    masked = mask_obj({"p": Pair("me", "https://me:pw-777@h"), "t": ("a", "b"), "deep": [[[["x"]]]]})
+    assert masked["p"] == Pair("me", f"https://me:{MASK}@h") and type(masked["p"]) is Pair
+    assert masked["t"] == ("a", "b") and masked["deep"] == [[[["x"]]]]
+    deep: list = []
+    current = deep
+    for _ in range(200):
+        current.append([])
+        current = current[0]
+    assert "[" in repr(mask_obj(deep))  # deeper than the walk goes: cut off with a mask, never a RecursionError
