@@ -235,6 +235,20 @@ def parse_assignments(items: Iterable[str], types: Mapping[str, Any] | None = No
     return values
 
 
+def declared_input_types(registry: Any, task: str, version: int = 0) -> dict[str, Any] | None:
+    """An in-process connector's declared input types (for ``parse_assignments``); None when unknown.
+
+    None for a remote target (``registry`` None: no interface published) or an unknown task type, which
+    ``launch`` then reports itself.
+    """
+    if registry is None:
+        return None
+    try:
+        return dict(registry.get_connector(task, version).input_types)
+    except ConnectorNbError:
+        return None
+
+
 def parse_json_object(text: str | None, what: str) -> dict[str, Any] | None:
     """A JSON object given on a command line, or None; anything else is an InputError naming ``what``."""
     if text is None:
