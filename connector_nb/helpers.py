@@ -14,7 +14,7 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import unquote, urlparse
 
 from .connector import ResourceMeta
@@ -246,14 +246,23 @@ def read_page(path: Path, token: str = "", limit: int = 0) -> tuple[list[str], s
     chunk: list[str] = []
     try:
         with open(path, errors="replace") as f:
-            for i, line in enumerate(f):
+            for i, line in enumerate(_bounded_lines(f)):
                 if i >= start + count:
                     break
                 if i >= start:
-                    chunk.append(line.rstrip("\r\n")[:MAX_LINE])
+                    chunk.append(line)
     except FileNotFoundError:
         pass
     return chunk, str(start + len(chunk))
+
+
+def _bounded_lines(f: Any) -> Iterator[str]:
+    """A text file's lines, each cut at ``MAX_LINE`` characters; never holds more than that in memory at once."""
+    while line := f.readline(MAX_LINE):
+        if not line.endswith("\n"):
+            while (rest := f.readline(MAX_LINE)) and not rest.endswith("\n"):
+                pass  # the rest of an over-long line is dropped, read in bounded pieces
+        yield line.rstrip("\r\n")
 
 
 async def log_stream(

@@ -516,3 +516,15 @@ def test_output_prefix_never_escapes_its_base(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="outside the allowed output root|must not contain"):
             conn.create(None, str(tmp_path / "elsewhere"), inputs)
     assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_read_page_bounds_huge_lines_and_pages(tmp_path: Path) -> None:
+    from connector_nb.helpers import MAX_LINE, MAX_LOG_LINES, read_page
+
+    log = tmp_path / "big.log"
+    log.write_text("first\n" + "x" * (MAX_LINE * 5 + 7) + "\nthird\n" + "\n".join(f"l{i}" for i in range(20_000)))
+    lines, token = read_page(log, "", 3)
+    assert lines == ["first", "x" * MAX_LINE, "third"] and token == "3"
+    lines, token = read_page(log, token, 0)
+    assert len(lines) == MAX_LOG_LINES and lines[0] == "l0" and token == str(3 + MAX_LOG_LINES)
+    assert read_page(tmp_path / "missing.log", "5") == ([], "5")
