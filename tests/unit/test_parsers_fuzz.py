@@ -288,3 +288,16 @@ def test_magic_line_reads_inputs_as_their_declared_types(tmp_path, monkeypatch) 
         shell.run_line_magic("unload_ext", "connector_nb")
         session.close(cancel_running=True)
         shell.user_ns.pop(SESSION_NAME, None)
+
+
+def test_parse_assignments_accepts_literal_types_from_a_template_interface() -> None:
+    from connector_nb.literals import Blob
+
+    types = {name: literal_type(t) for name, t in
+             {"command": str, "seconds": float, "flag": bool, "path": str | None, "blob": Blob, "xs": list[int],
+              "mixed": int | str}.items()}
+    items = ["command=true", "seconds=1.5", "flag=true", "path=42", "blob=s3://b/k", "xs=[1]", "mixed=7"]
+    assert parse_assignments(items, types) == {"command": "true", "seconds": 1.5, "flag": True, "path": "42",
+                                               "blob": "s3://b/k", "xs": [1], "mixed": 7}
+    with pytest.raises(InputError, match="input 'flag': expected bool, got 'yes'"):
+        parse_assignments(["flag=yes"], types)
