@@ -54,6 +54,7 @@ def state_dir() -> Path:
 
 
 def _private_dir(path: Path) -> Path:
+    """``path``, created if missing, with mode 0700 (its parents keep their own modes)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.stat().st_mode & 0o077:
         path.chmod(0o700)
@@ -80,18 +81,24 @@ def _prefix_path(output_prefix: str) -> Path:
     return Path(text)
 
 
-def safe_output_dir(output_prefix: str, base: str | os.PathLike[str] | None = None) -> Path:
+def safe_output_dir(
+    output_prefix: str, base: str | os.PathLike[str] | None = None, *, reroot: bool = False
+) -> Path:
     """The directory named by ``output_prefix`` (a path or file:// URI), created, never outside its base.
 
     ``..`` components are refused outright. With ``base`` (e.g. the root a served connector may write to) a
-    relative prefix is taken under it and the resolved directory (symlinks followed) must stay inside it.
+    relative prefix is taken under it and the resolved directory (symlinks followed) must stay inside it; an
+    absolute prefix outside it is refused, or with ``reroot`` placed under it (``/tmp/x`` -> ``base/tmp/x``).
     """
     path = _prefix_path(output_prefix).expanduser()
     if ".." in path.parts:
         raise InputError(f"output_prefix must not contain '..', got {output_prefix!r}")
     if base is not None:
         root = Path(base).expanduser().resolve()
-        path = path if path.is_absolute() else root / path
+        if not path.is_absolute():
+            path = root / path
+        elif reroot and not is_within(path, root):
+            path = root / path.relative_to(path.anchor)
         if not is_within(path, root):
             raise InputError(f"output_prefix {output_prefix!r} is outside the allowed output root {root}")
     path = path.resolve()
