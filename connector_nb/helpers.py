@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -126,11 +127,15 @@ class JobStore:
     ``load`` only finds jobs this machine created, and ``check`` refuses a meta whose fields differ.
     """
 
+    #: Records untouched for this long (seconds) are removed, so the state directory does not grow forever.
+    RETENTION = 60 * 24 * 3600.0
+
     def __init__(self, kind: str, root: str | os.PathLike[str] | None = None) -> None:
         if not _JOB_ID.match(kind):
             raise ValueError(f"job store kind must be a short name of letters, digits, _ or -, got {kind!r}")
         self.kind = kind
         self._root = Path(root) if root is not None else None
+        self._pruned = False
 
     @property
     def directory(self) -> Path:
@@ -150,6 +155,22 @@ class JobStore:
         with os.fdopen(fd, "w") as f:
             json.dump(dict(record), f)
         os.replace(tmp, path)
+        if not self._pruned:  # once per store and process: cheap, and enough to stay bounded
+            self._pruned = True
+            self.prune()
+
+    def prune(self, older_than: float | None = None) -> int:
+        """Remove records untouched for ``older_than`` seconds (default ``RETENTION``); returns how many."""
+        cutoff = time.time() - (self.RETENTION if older_than is None else older_than)
+        removed = 0
+        for record in self.directory.glob("*.json"):
+            try:
+                if record.stat().st_mtime < cutoff:
+                    record.unlink()
+                    removed += 1
+            except OSError:
+                continue  # removed by another process meanwhile
+        return removed
 
     def load(self, job_id: str) -> dict[str, Any]:
         """A job's record; a MetadataError when this machine has no such job (forged or foreign metadata)."""

@@ -543,3 +543,20 @@ def test_read_page_bounds_huge_lines_and_pages(tmp_path: Path) -> None:
     lines, token = read_page(log, token, 0)
     assert len(lines) == MAX_LOG_LINES and lines[0] == "l0" and token == str(3 + MAX_LOG_LINES)
     assert read_page(tmp_path / "missing.log", "5") == ([], "5")
+
+
+def test_job_store_prunes_old_records(tmp_path: Path) -> None:
+    from connector_nb.helpers import JobStore
+
+    store = JobStore("demo", root=tmp_path / "jobs")
+    store.save("old", {"n": 1})
+    old = store.directory / "old.json"
+    os.utime(old, (time.time() - JobStore.RETENTION - 10,) * 2)
+    store.save("new", {"n": 2})
+    assert store.prune() == 1 and not old.exists() and store.load("new") == {"n": 2}
+    fresh = JobStore("demo", root=tmp_path / "jobs")
+    os.utime(store.directory / "new.json", (time.time() - JobStore.RETENTION - 10,) * 2)
+    fresh.save("newer", {"n": 3})  # the first save of a process prunes
+    assert sorted(p.name for p in fresh.directory.iterdir()) == ["newer.json"]
+    with pytest.raises(MetadataError, match="no job 'old'"):
+        store.load("old")
