@@ -85,7 +85,8 @@ def _pattern() -> re.Pattern[str] | None:
 
 
 def _mask_url(match: re.Match[str]) -> str:
-    remember(match["pw"])
+    if match["pw"] != MASK:
+        remember(match["pw"])
     return match["head"] + MASK
 
 
@@ -148,7 +149,7 @@ def _remember_value(value: Any) -> None:
     elif isinstance(value, (list, tuple)):
         for v in value:
             _remember_value(v)
-    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    elif isinstance(value, str):  # numbers are not remembered: ``max_tokens=1000`` must not mask every 1000
         remember(value)
 
 
@@ -170,7 +171,7 @@ def secret_values(values: Mapping[str, Any]) -> list[str]:
             found += secret_values(value)
         elif is_secret_name(str(key)) and value not in (None, ""):
             found.append(str(value))
-    remember(*found)
+    remember(*(v for v in found if not v.lstrip("-").replace(".", "", 1).isdigit()))  # as in _remember_value
     return sorted(set(found), key=len, reverse=True)
 
 

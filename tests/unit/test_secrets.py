@@ -204,3 +204,9 @@ def test_mask_obj_keeps_sequence_types_including_namedtuples() -> None:
         current.append([])
         current = current[0]
     assert "[" in repr(mask_obj(deep))  # deeper than the walk goes: cut off with a mask, never a RecursionError
+
+
+def test_numbers_under_secret_looking_names_are_masked_by_name_only() -> None:
+    assert redact({"max_tokens": 1000, "api_key": "sk-abc"}) == {"max_tokens": MASK, "api_key": MASK}
+    assert secret_values({"max_tokens": 1000}) == ["1000"]
+    assert mask("fetched 1000 rows with sk-abc") == f"fetched 1000 rows with {MASK}"
