@@ -20,7 +20,7 @@ MAX_NODES = 200_000
 #: Largest text any parser here accepts.
 MAX_TEXT = 8 * 1024 * 1024
 
-_TEXT_TYPES = (str,)
+_RAISE: Any = object()
 
 
 def check_nesting(
@@ -54,9 +54,13 @@ def _no_constant(name: str) -> Any:
 
 
 def loads_json(
-    data: str | bytes, what: str, error: type[ConnectorNbError] = InputError, *, allow_nan: bool = True
+    data: str | bytes, what: str, error: type[ConnectorNbError] = InputError, *, allow_nan: bool = True,
+    not_json: Any = _RAISE,
 ) -> Any:
-    """``json.loads`` that raises only ``error`` (naming ``what``), with bounded size and nesting."""
+    """``json.loads`` that raises only ``error`` (naming ``what``), with bounded size and nesting.
+
+    Text that is not JSON at all gives ``not_json`` when that is passed, else the error.
+    """
     if not isinstance(data, (str, bytes, bytearray)):
         raise error(f"{what}: expected JSON text or bytes, got {type(data).__name__}")
     if len(data) > MAX_TEXT:
@@ -66,6 +70,8 @@ def loads_json(
     except RecursionError:
         raise error(f"{what}: nested deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, ValueError) as e:
+        if not_json is not _RAISE:
+            return not_json
         raise error(f"{what}: not JSON ({e}); got {data[:40]!r}") from None
     check_nesting(value, what, error)
     return value
@@ -88,7 +94,10 @@ def _fits(value: Any, hint: Any) -> tuple[bool, Any]:
         return value is None, value
     if hint is float:
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return is_number, float(value) if is_number else value
+        try:
+            return is_number, float(value) if is_number else value
+        except OverflowError:
+            return False, value  # a huge int has no float: the wrong type, not a crash
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if hint in (str, bool):
@@ -171,7 +180,7 @@ def _kind(py_type: Any) -> str:
     if len(options) != 1:
         return "json"
     only = options[0]
-    if only in _TEXT_TYPES or getattr(only, "__name__", "") in ("Blob", "StructuredDataset"):
+    if only is str or getattr(only, "__name__", "") in ("Blob", "StructuredDataset"):
         return "text"  # a Blob/StructuredDataset input takes a bare URI
     return {int: "int", float: "float", bool: "bool", dt.datetime: "datetime"}.get(only, "json")
 
@@ -202,12 +211,7 @@ def parse_value(text: str, name: str = "value") -> Any:
 
     Text that is JSON but nested too deeply (or too large) is an InputError naming ``name``.
     """
-    try:
-        return loads_json(text, f"input {name!r}")
-    except InputError as e:
-        if str(e).startswith(f"input {name!r}: not JSON"):
-            return text
-        raise
+    return loads_json(text, f"input {name!r}", not_json=text)
 
 
 def parse_assignments(items: Iterable[str], types: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -230,6 +234,20 @@ def parse_assignments(items: Iterable[str], types: Mapping[str, Any] | None = No
         else:
             values[key] = parse_value(text, key)
     return values
+
+
+def declared_input_types(registry: Any, task: str, version: int = 0) -> dict[str, Any] | None:
+    """An in-process connector's declared input types (for ``parse_assignments``); None when unknown.
+
+    None for a remote target (``registry`` None: no interface published) or an unknown task type, which
+    ``launch`` then reports itself.
+    """
+    if registry is None:
+        return None
+    try:
+        return dict(registry.get_connector(task, version).input_types)
+    except ConnectorNbError:
+        return None
 
 
 def parse_json_object(text: str | None, what: str) -> dict[str, Any] | None:

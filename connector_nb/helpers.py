@@ -11,10 +11,11 @@ import json
 import math
 import os
 import re
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import unquote, urlparse
 
 from .connector import ResourceMeta
@@ -54,6 +55,7 @@ def state_dir() -> Path:
 
 
 def _private_dir(path: Path) -> Path:
+    """``path``, created if missing, with mode 0700 (its parents keep their own modes)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.stat().st_mode & 0o077:
         path.chmod(0o700)
@@ -80,18 +82,24 @@ def _prefix_path(output_prefix: str) -> Path:
     return Path(text)
 
 
-def safe_output_dir(output_prefix: str, base: str | os.PathLike[str] | None = None) -> Path:
+def safe_output_dir(
+    output_prefix: str, base: str | os.PathLike[str] | None = None, *, reroot: bool = False
+) -> Path:
     """The directory named by ``output_prefix`` (a path or file:// URI), created, never outside its base.
 
     ``..`` components are refused outright. With ``base`` (e.g. the root a served connector may write to) a
-    relative prefix is taken under it and the resolved directory (symlinks followed) must stay inside it.
+    relative prefix is taken under it and the resolved directory (symlinks followed) must stay inside it; an
+    absolute prefix outside it is refused, or with ``reroot`` placed under it (``/tmp/x`` -> ``base/tmp/x``).
     """
     path = _prefix_path(output_prefix).expanduser()
     if ".." in path.parts:
         raise InputError(f"output_prefix must not contain '..', got {output_prefix!r}")
     if base is not None:
         root = Path(base).expanduser().resolve()
-        path = path if path.is_absolute() else root / path
+        if not path.is_absolute():
+            path = root / path
+        elif reroot and not is_within(path, root):
+            path = root / path.relative_to(path.anchor)
         if not is_within(path, root):
             raise InputError(f"output_prefix {output_prefix!r} is outside the allowed output root {root}")
     path = path.resolve()
@@ -119,11 +127,15 @@ class JobStore:
     ``load`` only finds jobs this machine created, and ``check`` refuses a meta whose fields differ.
     """
 
+    #: Records untouched for this long (seconds) are removed, so the state directory does not grow forever.
+    RETENTION = 60 * 24 * 3600.0
+
     def __init__(self, kind: str, root: str | os.PathLike[str] | None = None) -> None:
         if not _JOB_ID.match(kind):
             raise ValueError(f"job store kind must be a short name of letters, digits, _ or -, got {kind!r}")
         self.kind = kind
         self._root = Path(root) if root is not None else None
+        self._pruned = False
 
     @property
     def directory(self) -> Path:
@@ -143,6 +155,22 @@ class JobStore:
         with os.fdopen(fd, "w") as f:
             json.dump(dict(record), f)
         os.replace(tmp, path)
+        if not self._pruned:  # once per store and process: cheap, and enough to stay bounded
+            self._pruned = True
+            self.prune()
+
+    def prune(self, older_than: float | None = None) -> int:
+        """Remove records untouched for ``older_than`` seconds (default ``RETENTION``); returns how many."""
+        cutoff = time.time() - (self.RETENTION if older_than is None else older_than)
+        removed = 0
+        for record in self.directory.glob("*.json"):
+            try:
+                if record.stat().st_mtime < cutoff:
+                    record.unlink()
+                    removed += 1
+            except OSError:
+                continue  # removed by another process meanwhile
+        return removed
 
     def load(self, job_id: str) -> dict[str, Any]:
         """A job's record; a MetadataError when this machine has no such job (forged or foreign metadata)."""
@@ -246,14 +274,23 @@ def read_page(path: Path, token: str = "", limit: int = 0) -> tuple[list[str], s
     chunk: list[str] = []
     try:
         with open(path, errors="replace") as f:
-            for i, line in enumerate(f):
+            for i, line in enumerate(_bounded_lines(f)):
                 if i >= start + count:
                     break
                 if i >= start:
-                    chunk.append(line.rstrip("\r\n")[:MAX_LINE])
+                    chunk.append(line)
     except FileNotFoundError:
         pass
     return chunk, str(start + len(chunk))
+
+
+def _bounded_lines(f: Any) -> Iterator[str]:
+    """A text file's lines, each cut at ``MAX_LINE`` characters; never holds more than that in memory at once."""
+    while line := f.readline(MAX_LINE):
+        if not line.endswith("\n"):
+            while (rest := f.readline(MAX_LINE)) and not rest.endswith("\n"):
+                pass  # the rest of an over-long line is dropped, read in bounded pieces
+        yield line.rstrip("\r\n")
 
 
 async def log_stream(

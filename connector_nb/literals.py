@@ -50,6 +50,11 @@ _SCALAR_ORDER: tuple[Any, ...] = ()  # filled in below, once Blob and Structured
 _ROLE: ContextVar[str] = ContextVar("connector_nb_literal_role", default="input")
 
 
+class _Unrepresentable(LiteralConversionError):
+    """The value has the variant's type but cannot be represented (int past int64, lone surrogate, date range):
+    a union must not fall through to a wider variant and silently change the value."""
+
+
 @contextlib.contextmanager
 def _role(role: str | None) -> Iterator[None]:
     if role is None:
@@ -252,7 +257,7 @@ def _text(value: str, field: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise LiteralConversionError(f"{_label(field)}: str is not valid Unicode (a lone surrogate)") from None
+        raise _Unrepresentable(f"{_label(field)}: str is not valid Unicode (a lone surrogate)") from None
     return value
 
 
@@ -263,7 +268,7 @@ def _datetime(value: dt.datetime, field: str) -> literals_pb2.Primitive:
         prim = literals_pb2.Primitive()
         prim.datetime.FromDatetime(utc)
     except (OverflowError, ValueError) as e:
-        raise LiteralConversionError(f"{_label(field)}: datetime {value.isoformat()} is out of range: {e}") from None
+        raise _Unrepresentable(f"{_label(field)}: datetime {value.isoformat()} is out of range: {e}") from None
     return prim
 
 
@@ -272,7 +277,7 @@ def _duration(value: dt.timedelta, field: str) -> literals_pb2.Primitive:
         prim = literals_pb2.Primitive()
         prim.duration.FromTimedelta(value)
     except (OverflowError, ValueError) as e:
-        raise LiteralConversionError(f"{_label(field)}: timedelta {value} is out of range: {e}") from None
+        raise _Unrepresentable(f"{_label(field)}: timedelta {value} is out of range: {e}") from None
     return prim
 
 
@@ -281,7 +286,7 @@ def _primitive(value: Any, simple: int, field: str) -> literals_pb2.Primitive | 
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if simple == _S.INTEGER and is_int:
         if not _INT64[0] <= value <= _INT64[1]:
-            raise LiteralConversionError(
+            raise _Unrepresentable(
                 f"{_label(field)}: int {value if abs(value) < 10**30 else '(huge)'} does not fit in int64"
             )
         return literals_pb2.Primitive(integer=value)
@@ -339,6 +344,8 @@ def _union_literal(value: Any, lt: types_pb2.LiteralType, field: str) -> literal
     for variant in lt.union_type.variants:
         try:
             inner = _to_literal(value, variant, field)
+        except _Unrepresentable:
+            raise
         except InputError:
             continue
         return _scalar(union=literals_pb2.Union(value=inner, type=variant))

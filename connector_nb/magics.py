@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]  # re-exported, not declared
 
-from ._args import MAX_DEPTH, MAX_TEXT, check_nesting, parse_assignments, parse_json_object
+from ._args import (
+    MAX_DEPTH,
+    MAX_TEXT,
+    check_nesting,
+    declared_input_types,
+    parse_assignments,
+    parse_json_object,
+)
 from .errors import ConnectorNbError, InputError, UnknownTaskTypeError
 
 if TYPE_CHECKING:
@@ -182,7 +189,8 @@ class ConnectorMagics(Magics):
                 raise UsageError("launch needs a task type: %connector launch TASK k=v ...")
             try:
                 task = args.args[0]
-                inputs = parse_assignments(args.args[1:], self._input_types(task, args.version or 0))
+                types = declared_input_types(self.session.registry, task, args.version or 0)
+                inputs = parse_assignments(args.args[1:], types)
                 custom, version = parse_json_object(args.custom, "--custom"), 0
             except InputError as e:
                 raise usage(e) from None
@@ -287,16 +295,6 @@ class ConnectorMagics(Magics):
         print(f"registered {name} for task type {connector.task_type_name!r} v{connector.task_type_version}{note}")
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _input_types(self, task: str, version: int) -> Mapping[str, Any] | None:
-        """The in-process connector's declared input types, so ``k=v`` values are read as those types."""
-        registry = self.session.registry
-        if registry is None:
-            return None  # a remote target publishes no interface: values are read as JSON or text
-        try:
-            return dict(registry.get_connector(task, version).input_types)
-        except ConnectorNbError:
-            return None  # the unknown task type is reported by launch itself
-
     @staticmethod
     def _all(args: Any, form: str) -> bool:
         """Whether ``--all`` was given (then with no RUN: "cancel RUN or --all", not both)."""

@@ -3,6 +3,12 @@
 Every secret value that passes through here (a secret-named input, a declared secret, a URL password) is
 remembered for the life of the process, and ``mask`` replaces it wherever it shows up later: a repr, a widget,
 a log line, an error or the journal.
+
+Declaring secrets: a connector lists the secrets it needs as a class attribute, ``secrets = ("api_key",)``.
+``resolve(names)`` finds each one in the environment (the exact name, then its UPPER-CASE form, e.g.
+``API_KEY``) or else in a ``.env`` file (read with python-dotenv), and they reach the connector's methods as
+keyword arguments (``def create(self, ..., api_key: str, **kwargs)``), as Flyte 2 passes ``Connection.secrets``.
+A missing secret is a ``SecretNotFoundError`` naming the variable to set.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ MASK = "••••"
 _SECRET_NAME = re.compile(
     r"passw|pwd|secret|token|credential|auth|api_?key|private_?key|(^|[_-])key([_-]|$)", re.IGNORECASE
 )
+_MAYBE_SECRET_NAME = re.compile(r"passw|pwd|secret|token|credential|auth|key", re.IGNORECASE)
 #: Shorter values are never masked by value: replacing every "ab" would mangle text, not protect anything.
 MIN_SECRET_LEN = 3
 #: Deepest structure ``mask_obj`` walks; anything deeper is replaced, never shown unmasked.
@@ -78,7 +85,8 @@ def _pattern() -> re.Pattern[str] | None:
 
 
 def _mask_url(match: re.Match[str]) -> str:
-    remember(match["pw"])
+    if match["pw"] != MASK:
+        remember(match["pw"])
     return match["head"] + MASK
 
 
@@ -96,8 +104,10 @@ def mask(text: str) -> str:
     """``text`` with every remembered secret value, URL password and secret-named ``key=value`` masked."""
     if not isinstance(text, str) or not text:
         return text
-    text = _URL_CREDENTIAL.sub(_mask_url, text)
-    text = _PAIR.sub(_mask_pair, text)
+    if "://" in text:
+        text = _URL_CREDENTIAL.sub(_mask_url, text)
+    if _MAYBE_SECRET_NAME.search(text):  # cheap pre-check: most log lines name no secret at all
+        text = _PAIR.sub(_mask_pair, text)
     pattern = _pattern()
     return pattern.sub(MASK, text) if pattern is not None else text
 
@@ -118,8 +128,18 @@ def mask_obj(obj: Any, _depth: int = 0) -> Any:
                 out[key] = mask_obj(value, _depth + 1)
         return out
     if isinstance(obj, (list, tuple)):
-        return type(obj)(mask_obj(v, _depth + 1) for v in obj)
+        return _same_kind(obj, [mask_obj(v, _depth + 1) for v in obj])
     return obj
+
+
+def _same_kind(original: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """``items`` as the same sequence type as ``original`` (a namedtuple takes them as arguments)."""
+    try:
+        if hasattr(original, "_fields"):
+            return type(original)(*items)
+        return type(original)(items)
+    except TypeError:  # a subclass with its own constructor: a plain list/tuple still shows the masked values
+        return tuple(items) if isinstance(original, tuple) else items
 
 
 def _remember_value(value: Any) -> None:
@@ -129,7 +149,7 @@ def _remember_value(value: Any) -> None:
     elif isinstance(value, (list, tuple)):
         for v in value:
             _remember_value(v)
-    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    elif isinstance(value, str):  # numbers are not remembered: ``max_tokens=1000`` must not mask every 1000
         remember(value)
 
 
@@ -151,7 +171,7 @@ def secret_values(values: Mapping[str, Any]) -> list[str]:
             found += secret_values(value)
         elif is_secret_name(str(key)) and value not in (None, ""):
             found.append(str(value))
-    remember(*found)
+    remember(*(v for v in found if not v.lstrip("-").replace(".", "", 1).isdigit()))  # as in _remember_value
     return sorted(set(found), key=len, reverse=True)
 
 

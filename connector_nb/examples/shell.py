@@ -90,7 +90,7 @@ class ShellConnector(AsyncConnector[ShellMeta]):
         command, env, cwd = _check_inputs(values)
         secret_values(values)  # secret-named values (e.g. env API_KEY) are masked in this job's logs
         custom_dict(task_template)  # nothing configurable yet; parsing still rejects a malformed template
-        job_dir = safe_output_dir(output_prefix, self.output_root) / f"shell-{new_job_id()}"
+        job_dir = safe_output_dir(output_prefix, self.output_root, reroot=True) / f"shell-{new_job_id()}"
         job_dir.mkdir()
         log_path, metrics_path = job_dir / "output.log", job_dir / "metrics.jsonl"
         with open(log_path, "wb") as log:

@@ -90,7 +90,7 @@ class SleepConnector(AsyncConnector[SleepMeta]):
         values = {**self.input_defaults, **(inputs or {})}
         seconds, fail = _check_inputs(values)
         job_id = new_job_id()
-        log_path = safe_output_dir(output_prefix, self.output_root) / f"sleep-{job_id}.log"
+        log_path = safe_output_dir(output_prefix, self.output_root, reroot=True) / f"sleep-{job_id}.log"
         started_at = time.time()
         stamp = datetime.fromtimestamp(started_at, timezone.utc).isoformat(timespec="milliseconds")
         log_path.write_text(f"sleep job {job_id}: {seconds:g} s, fail={fail}, started {stamp}\n")

@@ -129,7 +129,7 @@ class SQLiteQueryConnector(AsyncConnector[SQLiteMeta]):
             raise InputError(f"sqlite_query: input 'database' must be under {self.database_root}, got {database!r}")
         timeout = _timeout(custom_dict(task_template))
         job_id = new_job_id()
-        job_dir = safe_output_dir(output_prefix, self.output_root) / job_id
+        job_dir = safe_output_dir(output_prefix, self.output_root, reroot=True) / job_id
         job_dir.mkdir()
         meta = SQLiteMeta(job_id=job_id, job_dir=str(job_dir), database=database)
         self.jobs.save(job_id, vars(meta))

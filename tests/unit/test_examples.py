@@ -27,6 +27,7 @@ from connector_nb.examples import (
     SleepMeta,
     SQLiteMeta,
     SQLiteQueryConnector,
+    for_serving,
     make_demo_database,
 )
 from connector_nb.examples.shell import BASE_ENV
@@ -509,10 +510,53 @@ def test_output_prefix_never_escapes_its_base(tmp_path: Path) -> None:
             safe_output_dir(bad, base)
     with pytest.raises(InputError, match="must not contain '..'"):
         safe_output_dir(str(tmp_path / "a" / ".." / "b"))
-    for cls in CONNECTORS:
-        conn = cls(output_root=str(base))
-        inputs = {"sleep": {"seconds": 0}, "shell": {"command": "true"},
-                  "sqlite_query": {"database": "x.db", "query": "SELECT 1"}}[conn.task_type_name]
-        with pytest.raises(InputError, match="outside the allowed output root|must not contain"):
-            conn.create(None, str(tmp_path / "elsewhere"), inputs)
+    # Served examples (for_serving / an output root) place an outside absolute prefix under their root.
+    served = for_serving(tmp_path / "served", allow_shell=True)
+    assert [c.task_type_name for c in served] == ["sleep", "sqlite_query", "shell"]
+    assert [c.task_type_name for c in for_serving(tmp_path / "served")] == ["sleep", "sqlite_query"]
+    db = make_demo_database(tmp_path / "served" / "databases" / "demo.sqlite")
+    inputs = {"sleep": {"seconds": 0}, "shell": {"command": "true"},
+              "sqlite_query": {"database": db, "query": "SELECT 1"}}
+    for conn in served:
+        meta = conn.create(None, str(tmp_path / "elsewhere"), inputs[conn.task_type_name])
+        assert wait_final(conn, meta).phase == "SUCCEEDED"
+        with pytest.raises(InputError, match="must not contain '..'|outside the allowed output root"):
+            conn.create(None, str(tmp_path / "served" / "outputs" / "a" / ".."), inputs[conn.task_type_name])
     assert not any((tmp_path / "elsewhere").iterdir())
+    written = tmp_path / "served" / "outputs" / str(tmp_path / "elsewhere").lstrip("/")
+    assert len(list(written.iterdir())) == 3
+    assert oct((tmp_path / "served" / "outputs").stat().st_mode & 0o777) == "0o700"
+    with pytest.raises(InputError, match="must be under"):
+        served[1].create(None, "x", {"database": str(tmp_path / "demo.sqlite"), "query": "SELECT 1"})
+    (base / "link2").symlink_to(tmp_path / "elsewhere")
+    rerooted = safe_output_dir(str(base / "link2" / "x"), base, reroot=True)  # through a symlink out: re-rooted
+    assert rerooted.is_relative_to(base.resolve()) and not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_read_page_bounds_huge_lines_and_pages(tmp_path: Path) -> None:
+    from connector_nb.helpers import MAX_LINE, MAX_LOG_LINES, read_page
+
+    log = tmp_path / "big.log"
+    log.write_text("first\n" + "x" * (MAX_LINE * 5 + 7) + "\nthird\n" + "\n".join(f"l{i}" for i in range(20_000)))
+    lines, token = read_page(log, "", 3)
+    assert lines == ["first", "x" * MAX_LINE, "third"] and token == "3"
+    lines, token = read_page(log, token, 0)
+    assert len(lines) == MAX_LOG_LINES and lines[0] == "l0" and token == str(3 + MAX_LOG_LINES)
+    assert read_page(tmp_path / "missing.log", "5") == ([], "5")
+
+
+def test_job_store_prunes_old_records(tmp_path: Path) -> None:
+    from connector_nb.helpers import JobStore
+
+    store = JobStore("demo", root=tmp_path / "jobs")
+    store.save("old", {"n": 1})
+    old = store.directory / "old.json"
+    os.utime(old, (time.time() - JobStore.RETENTION - 10,) * 2)
+    store.save("new", {"n": 2})
+    assert store.prune() == 1 and not old.exists() and store.load("new") == {"n": 2}
+    fresh = JobStore("demo", root=tmp_path / "jobs")
+    os.utime(store.directory / "new.json", (time.time() - JobStore.RETENTION - 10,) * 2)
+    fresh.save("newer", {"n": 3})  # the first save of a process prunes
+    assert sorted(p.name for p in fresh.directory.iterdir()) == ["newer.json"]
+    with pytest.raises(MetadataError, match="no job 'old'"):
+        store.load("old")

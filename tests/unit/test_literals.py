@@ -470,3 +470,34 @@ def test_output_errors_say_output() -> None:
         to_python_dict(lm, {"info": literal_type(dict)}, role="output")
     with pytest.raises(LiteralConversionError, match="input 'info': expected json"):
         to_python_dict(lm, {"info": literal_type(dict)})
+
+
+def test_an_unrepresentable_value_never_falls_through_to_a_wider_union_variant() -> None:
+    with pytest.raises(LiteralConversionError, match=r"input 'v\[0\]': int 9223372036854775808 does not fit"):
+        to_literal([2**63, 0.0], field="v")  # found by hypothesis: came back as a float before
+    with pytest.raises(LiteralConversionError, match="does not fit in int64"):
+        to_literal(2**63, literal_type(int | float), field="v")
+
+
+def test_dict_inputs_and_outputs_keep_values_through_a_session_and_grpc(tmp_path, monkeypatch) -> None:
+    """msgpack STRUCT both ways: in-process and over a real loopback gRPC server; outputs come back as dicts."""
+    from connector_nb import ConnectorRegistry, Session
+    from connector_nb.testing import FakeConnector, fast_policy
+
+    monkeypatch.setenv("CONNECTOR_NB_HOME", str(tmp_path))
+    info = {"rows": 2, "ratio": 1.0, "name": "x", "big": 9007199254740993, "when": None, "xs": [1, 2.5, True]}
+    fake = FakeConnector(script=["SUCCEEDED"], outputs={"info": info})
+    fake.output_types = {"info": dict}  # type: ignore[misc]
+    with Session(registry=ConnectorRegistry([fake]), poll=fast_policy(), output_dir=str(tmp_path)) as local:
+        run = local.launch("fake", {"cfg": {"a": 1.0, "b": "x"}})
+        assert run.wait(timeout=20).phase == "SUCCEEDED"
+        assert repr(run.outputs["info"]) == repr(info)
+        server = local.serve(port=0)
+        try:
+            with Session(server.target, poll=fast_policy()) as remote:
+                run = remote.launch("fake", {"cfg": {"a": 1.0, "b": "x", "n": 2**60}})
+                assert run.wait(timeout=20).phase == "SUCCEEDED"
+                assert repr(run.outputs["info"]) == repr(info)
+        finally:
+            server.stop()
+        assert repr(fake.created[max(fake.created)]["cfg"]) == repr({"a": 1.0, "b": "x", "n": 2**60})

@@ -133,8 +133,7 @@ def test_launch_panel_clears_password_fields_and_keeps_secrets_out_of_widget_sta
         panel = LaunchPanel(session)
         panel.connector.value = ("fake", 0)
         fields = {f.name: f.widget for f in panel.fields}
-        assert type(fields["api_token"].widget if hasattr(fields["api_token"], "widget") else fields["api_token"]
-                    ).__name__ == "Password"
+        assert type(fields["api_token"]).__name__ == "Password"
         assert "default-token-value" not in _manager_state_text()  # a default never enters widget state
         fields["api_token"].value = "typed-secret-9"
         fields["name"].value = "visible"
@@ -190,3 +189,24 @@ def test_one_secret_per_route_appears_nowhere(dummy_comm, tmp_path, monkeypatch)
             assert not any(leaks.values()), (secret, leaks)
         assert sum(len(texts) for texts in places.values()) >= 20
         assert os.environ.get("API_KEY") != named  # the job's env never came from (or went into) ours
+
+
+def test_mask_obj_keeps_sequence_types_including_namedtuples() -> None:
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "user url")
+    masked = mask_obj({"p": Pair("me", "https://me:pw-777@h"), "t": ("a", "b"), "deep": [[[["x"]]]]})
+    assert masked["p"] == Pair("me", f"https://me:{MASK}@h") and type(masked["p"]) is Pair
+    assert masked["t"] == ("a", "b") and masked["deep"] == [[[["x"]]]]
+    deep: list = []
+    current = deep
+    for _ in range(200):
+        current.append([])
+        current = current[0]
+    assert "[" in repr(mask_obj(deep))  # deeper than the walk goes: cut off with a mask, never a RecursionError
+
+
+def test_numbers_under_secret_looking_names_are_masked_by_name_only() -> None:
+    assert redact({"max_tokens": 1000, "api_key": "sk-abc"}) == {"max_tokens": MASK, "api_key": MASK}
+    assert secret_values({"max_tokens": 1000}) == ["1000"]
+    assert mask("fetched 1000 rows with sk-abc") == f"fetched 1000 rows with {MASK}"
