@@ -134,7 +134,7 @@ class Resource:
         if self.outputs is not None:
             outputs = self.outputs
             if isinstance(outputs, Mapping):
-                outputs = to_literal_map(outputs, output_types)
+                outputs = to_literal_map(outputs, output_types, role="output")
             pb.outputs.CopyFrom(outputs)
         if self.custom_info:
             pb.custom_info.CopyFrom(json_format.ParseDict(self.custom_info, struct_pb2.Struct()))
@@ -175,6 +175,8 @@ class AsyncConnector(Generic[M]):
     input_types: ClassVar[Mapping[str, Any]] = {}
     output_types: ClassVar[Mapping[str, Any]] = {}
     input_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Names of the secrets the connector needs: resolved from the environment or ``.env`` (``secrets.resolve``)
+    #: and passed to every method as keyword arguments, as Flyte 2 passes ``Connection.secrets``.
     secrets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(

@@ -43,6 +43,8 @@ async def collect_logs(transport: Transport, category: TaskCategory, resource_me
     """Read every page: each call streams an optional header (next token) and bodies of lines."""
     from google.protobuf import json_format
 
+    from .secrets import mask, mask_obj
+
     texts: list[str] = []
     structured: list[dict[str, Any]] = []
     token, seen = "", set()
@@ -53,8 +55,9 @@ async def collect_logs(transport: Transport, category: TaskCategory, resource_me
                 next_token = response.header.token
             elif response.HasField("body"):
                 # Flyte 2 connectors fill only structured lines (flyteidl2's ``lines``): their messages are the text.
-                texts.extend(response.body.results or [s.message for s in response.body.structured_lines])
-                structured.extend(json_format.MessageToDict(s) for s in response.body.structured_lines)
+                found = response.body.results or [s.message for s in response.body.structured_lines]
+                texts.extend(mask(line) for line in found)  # secret values never reach a log view
+                structured.extend(mask_obj(json_format.MessageToDict(s)) for s in response.body.structured_lines)
         if not next_token or next_token == token or next_token in seen:
             return Logs(texts, structured or None, next_token or token)
         seen.add(token)

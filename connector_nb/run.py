@@ -455,7 +455,8 @@ def _python_outputs(outputs: Any, template: tasks_pb2.TaskTemplate) -> dict[str,
     from .literals import StructuredDataset, load_dataframe, to_python_dict
     from .template import interface_types
 
-    values = dict(outputs) if isinstance(outputs, Mapping) else to_python_dict(outputs, interface_types(template)[1])
+    types = interface_types(template)[1]
+    values = dict(outputs) if isinstance(outputs, Mapping) else to_python_dict(outputs, types, role="output")
     return {k: load_dataframe(v) if isinstance(v, StructuredDataset) else v for k, v in values.items()}
 
 

@@ -24,6 +24,7 @@ import os
 import random
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from ..connector import AsyncConnector
 from .shell import ShellConnector, ShellMeta
@@ -37,14 +38,14 @@ _CITIES = {
 }
 
 
-def for_serving(root: str | os.PathLike[str], *, allow_shell: bool = False) -> list[AsyncConnector]:
+def for_serving(root: str | os.PathLike[str], *, allow_shell: bool = False) -> list[AsyncConnector[Any]]:
     """The examples configured to be served: outputs under ``root/outputs``, databases only from
     ``root/databases`` (both created 0700); ``shell`` runs any command, so only with ``allow_shell``."""
     from ..helpers import _private_dir
 
     base = _private_dir(Path(root).expanduser().resolve())
     outputs, databases = str(_private_dir(base / "outputs")), str(_private_dir(base / "databases"))
-    served: list[AsyncConnector] = [
+    served: list[AsyncConnector[Any]] = [
         SleepConnector(output_root=outputs),
         SQLiteQueryConnector(database_root=databases, output_root=outputs),
     ]

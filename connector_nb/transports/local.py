@@ -11,6 +11,7 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
+from .. import secrets
 from .._workers import WorkerPool
 from ..connector import AsyncConnector, Resource, ResourceMeta
 from ..errors import ConnectorCallError, ConnectorNbError, NotSupportedError
@@ -116,7 +117,7 @@ class LocalTransport(Transport):
         """Stream ``get_logs`` responses (a coroutine's one, or an async generator's)."""
         connector, meta = self._resolve(category, resource_meta, optional="get_logs")
         method = connector.get_logs
-        kwargs = _accepted(method, {"resource_meta": meta, "lines": lines, "token": token})
+        kwargs = _arguments(connector, method, {"resource_meta": meta, "lines": lines, "token": token})
         if inspect.isasyncgenfunction(method):
             try:
                 async for response in method(**kwargs):
@@ -145,7 +146,7 @@ class LocalTransport(Transport):
 
     async def _call(self, connector: AsyncConnector[Any], name: str, **kwargs: Any) -> Any:
         method = getattr(connector, name)
-        kwargs = _accepted(method, kwargs)
+        kwargs = _arguments(connector, method, kwargs)
         try:
             if inspect.iscoroutinefunction(method):
                 return await method(**kwargs)
@@ -175,6 +176,15 @@ def _parameters(method: Callable[..., Any]) -> tuple[frozenset[str], bool]:
     params = inspect.signature(method).parameters.values()
     names = frozenset(p.name for p in params)
     return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _arguments(connector: AsyncConnector[Any], method: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments for a connector call: its declared secrets (as Flyte 2 passes ``Connection.secrets``;
+    ones the caller sent win), then what the method accepts."""
+    names = [n for n in secrets.declared(connector) if n not in kwargs]
+    if names:
+        kwargs = {**secrets.resolve(names), **kwargs}
+    return _accepted(method, kwargs)
 
 
 def _accepted(method: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
