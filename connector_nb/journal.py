@@ -9,6 +9,7 @@ processes may share one journal file (SQLite WAL). Nothing secret is stored: inp
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import logging
@@ -105,6 +106,21 @@ class JournalRow(TypedDict):
     flags: list[str]  # distinct odd-sequence flags seen, e.g. "backwards"
 
 
+class _Wake:
+    """What the writer thread ``set()``s after a commit, completing a future on its own loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.loop, self.future = loop, future
+
+    def set(self) -> None:
+        def finish() -> None:
+            if not self.future.done():
+                self.future.set_result(None)
+
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(finish)
+
+
 def default_home() -> Path:
     """``$CONNECTOR_NB_HOME``, else the per-user state dir: ``($XDG_STATE_HOME or ~/.local/state)/connector_nb``."""
     home = os.environ.get("CONNECTOR_NB_HOME")
@@ -194,6 +210,20 @@ class Journal:
         self._queue.put(("flush", done))
         if not done.wait(timeout):
             raise JournalError(f"journal writes to {self.path} did not finish within {timeout} s")
+
+    async def flushed(self) -> None:
+        """Await (without blocking the event loop) until everything written so far is committed.
+
+        Many launches waiting at once share one commit: the writer batches them.
+        """
+        if self._closed:
+            return
+        if not self._writer.is_alive():
+            raise JournalError(f"the journal writer for {self.path} has stopped")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put(("flush", _Wake(loop, done)))
+        await done
 
     def close(self) -> None:
         """Flush, stop the writer thread and close the file; idempotent (also runs at interpreter exit)."""

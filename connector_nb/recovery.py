@@ -64,6 +64,7 @@ class Ledger:
             raise masked_error  # noqa: B904 (the chain is kept, masked)
         if self.journal is not None:
             self.journal.created(run_id, meta)
+            await self.journal.flushed()  # the handle is on disk before launch returns: a crash can't lose it
         return meta
 
     def watch(self, run: Run, written: int = 1, claim: bool = False) -> None:

@@ -259,7 +259,7 @@ def _run(
     rec = _Recorder(Path(meta.job_dir), job)
     try:
         rec.status("RUNNING", "running query")
-        rec.log(f"started query on {meta.database}")
+        rec.log(f"started query on {Path(meta.database).name}")  # no machine path in the log
         rec.sample()
         _query(meta, query, params, timeout, write, rec)
     except sqlite3.Error as e:

@@ -6,6 +6,7 @@ DOM contract the browser tests select on. Inputs whose names look secret are alw
 
 from __future__ import annotations
 
+import functools
 import html
 import traceback
 from pathlib import Path
@@ -33,8 +34,8 @@ def esc(value: Any) -> str:
 
 
 def short(value: Any, limit: int = 200) -> str:
-    """A value's text, cut to ``limit`` characters."""
-    text = repr(value) if not isinstance(value, str) else value
+    """A value's text for display: machine paths shortened, cut to ``limit`` characters."""
+    text = short_paths(repr(value) if not isinstance(value, str) else value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -107,6 +108,7 @@ def links_html(log_links: Iterable[Any]) -> str:
     return f"<span class='cnb-log-links'>{' · '.join(links)}</span>" if links else ""
 
 
+@functools.lru_cache(maxsize=1)
 def _path_prefixes() -> list[tuple[str, str]]:
     """Machine-specific path prefixes and what to show instead, longest first."""
     import site
@@ -121,8 +123,9 @@ def _path_prefixes() -> list[tuple[str, str]]:
 
 def short_paths(text: str) -> str:
     """``text`` with machine paths (site-packages, the stdlib, temp, home) shortened, for saved notebooks."""
-    for prefix, short in _path_prefixes():
-        text = text.replace(prefix, short)
+    for prefix, shown in _path_prefixes():
+        if prefix in text:
+            text = text.replace(prefix, shown)
     return text
 
 
