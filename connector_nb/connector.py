@@ -113,6 +113,14 @@ class Resource:
         self.phase = phase_name(self.phase)
         self.log_links = [_task_log(link) for link in self.log_links or ()]
 
+    def masked(self) -> Resource:
+        """A copy whose message, custom info and log link names have every known secret masked (by value)."""
+        from .secrets import mask, mask_obj
+
+        links = [type(link)(name=mask(link.name), uri=mask(link.uri)) for link in self.log_links]
+        return dataclasses.replace(self, message=mask(self.message), custom_info=mask_obj(self.custom_info),
+                                   log_links=links)
+
     @property
     def phase_value(self) -> int:
         """The phase as a flyteidl ``TaskExecution.Phase`` number."""

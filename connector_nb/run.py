@@ -380,6 +380,7 @@ class Run(Observable):
 
     # -- recording -------------------------------------------------------------------------------
     def _apply(self, resource: Resource, step: bool = False) -> None:
+        resource = resource.masked()  # a connector echoing a secret in a message never shows it anywhere
         previous = self.phase
         if is_terminal(previous) and resource.phase != previous:
             # A terminal run is never reopened: keep what the connector said, flagged, and stay terminal.

@@ -48,6 +48,7 @@ from .errors import (
     UnknownTaskTypeError,
 )
 from .registry import ENTRY_POINT_GROUP, ConnectorRegistry
+from .secrets import mask
 from .transports.base import TaskCategory
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ class _AgentServicer:
         if inputs is not None:
             error = _masked(error, inputs)
         code = grpc.StatusCode[_status.code_name(error)]
-        details = _status.detail(error)[:_MAX_DETAIL]
+        details = mask(_status.detail(error))[:_MAX_DETAIL]  # by value: a declared secret, a URL password
         log.info("%s -> %s: %s", method, code.name, details)
         await context.abort(code, details)
 
@@ -239,7 +240,7 @@ class _AgentServicer:
         resource = await self._t.get(category, meta, output_prefix)
         output_types = self._t.connector(category).output_types if resource.outputs is not None else None
         try:
-            return resource.to_flyte_idl(output_types)
+            return resource.masked().to_flyte_idl(output_types)
         except Exception as e:  # outputs the connector returned do not convert: its fault, not the caller's
             raise ConnectorCallError("get", category.name, e) from e
 

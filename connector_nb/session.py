@@ -89,11 +89,12 @@ class AsyncSession(Observable):
         """
         self._check_open()
         values = {**(inputs or {}), **kwargs}
-        from .template import bind_inputs, execution_metadata
+        from .template import bind_inputs, execution_metadata, remember_secrets
 
         category, template, defaults = await self.transport.resolve(task, version, custom, values)
 
         literals = bind_inputs(template, values, defaults)
+        remember_secrets(template, {**defaults, **values})  # masked wherever they surface, remote runs too
         policy = poll or self.poll
         run_id = self.new_run_id(category.name)
         prefix = output_prefix or os.path.join(self.output_dir, run_id)

@@ -162,3 +162,11 @@ def execution_metadata(
     )
     return agent_pb2.TaskExecutionMetadata(task_execution_id=task_execution, namespace="connector-nb")
 
+
+
+def remember_secrets(template: tasks_pb2.TaskTemplate, inputs: Mapping[str, Any]) -> None:
+    """Remember the values of secret-named inputs and ``custom`` fields, so they are masked wherever they surface."""
+    from .secrets import secret_values
+
+    secret_values(inputs)
+    secret_values(custom_dict(template))

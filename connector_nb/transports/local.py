@@ -15,6 +15,7 @@ from .. import secrets
 from .._workers import WorkerPool
 from ..connector import AsyncConnector, Resource, ResourceMeta
 from ..errors import ConnectorCallError, ConnectorNbError, NotSupportedError
+from ..secrets import mask_error
 from .base import ConnectorInfo, TaskCategory, Transport
 
 if TYPE_CHECKING:
@@ -70,10 +71,11 @@ class LocalTransport(Transport):
     ) -> bytes:
         """Call the connector's ``create`` with Python inputs; returns its encoded metadata."""
         from ..literals import to_python_dict
-        from ..template import interface_types
+        from ..template import interface_types, remember_secrets
 
         connector = self.connector(TaskCategory(template.type, template.task_type_version))
         values = to_python_dict(inputs, interface_types(template)[0])
+        remember_secrets(template, values)  # served: masked in everything this process sends back
         meta = await self._call(
             connector, "create", task_template=template, output_prefix=output_prefix, inputs=values,
             task_execution_metadata=task_execution_metadata,
@@ -166,6 +168,8 @@ class LocalTransport(Transport):
 
 
 def _wrap(method: str, task_type: str, error: Exception) -> ConnectorNbError:
+    """Our error for a connector's exception; secret values in either are masked (the connector may echo one)."""
+    mask_error(error, {})
     if isinstance(error, NotImplementedError):
         return NotSupportedError(f"the {task_type!r} connector does not implement {method}(): {error}")
     return ConnectorCallError(method, task_type, error)
