@@ -99,3 +99,12 @@ class UnknownRunError(ConnectorNbError, LookupError):
 
 class AuthError(ConnectorNbError, PermissionError):
     """The connector service refused the call's credentials (UNAUTHENTICATED / PERMISSION_DENIED)."""
+
+
+class MissingExtraError(ConnectorNbError, ImportError):
+    """A feature needs a connector framework that is not installed; the message names the extra to install."""
+
+    def __init__(self, framework: str, extra: str, what: str) -> None:
+        self.framework = framework
+        self.extra = extra
+        super().__init__(f"{what} needs {framework}, which is not installed: pip install 'connector_nb[{extra}]'")

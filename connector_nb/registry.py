@@ -10,7 +10,7 @@ import logging
 import threading
 import types
 import warnings
-from typing import Any, Callable, ClassVar, Concatenate, Generic, Iterable, ParamSpec, TypeVar
+from typing import Any, Callable, ClassVar, Concatenate, Generic, Iterable, Mapping, ParamSpec, TypeVar
 
 from .connector import AsyncConnector, ResourceMeta
 from .errors import ConnectorNbError, UnknownTaskTypeError
@@ -53,12 +53,48 @@ class ConnectorRegistry:
                 cls._default = registry
             return cls._default
 
+    @classmethod
+    def of(cls, registry: Any) -> ConnectorRegistry | None:
+        """``registry`` as ours: None, ours itself, or flytekit's / Flyte 2's ``ConnectorRegistry`` adapted."""
+        if registry is None or isinstance(registry, ConnectorRegistry):
+            return registry
+        from .adapters import foreign_connectors
+
+        theirs = foreign_connectors(registry)
+        if theirs is None:
+            raise TypeError(f"registry: expected a ConnectorRegistry (ours, flytekit's or Flyte 2's), "
+                            f"got {type(registry).__name__}")
+        return cls(theirs)
+
+    @classmethod
+    def from_framework(cls, framework: str, **options: Any) -> ConnectorRegistry:
+        """A registry of every connector ``"flytekit"`` or ``"flyte"`` (Flyte 2) serves: built-ins and plugins.
+
+        The framework's own entry points load first (``flytekit.plugins``, ``flyte.connectors``), as
+        ``pyflyte serve connector`` and ``c0`` do; ``options`` (``secrets``, ``thread_affinity``) go to each adapter.
+        """
+        from .adapters import adapter_module
+
+        names = {"flytekit": "flytekit", "flyte": "flyte2", "flyte2": "flyte2"}
+        if framework not in names:
+            raise ValueError(f"framework: expected 'flytekit' or 'flyte', got {framework!r}")
+        registry = cls()
+        for connector in adapter_module(names[framework]).registered():
+            registry.register(connector, **options)
+        return registry
+
     @_hybridmethod
     def register(
-        self, connector: AsyncConnector[Any] | type[AsyncConnector[Any]], override: bool = False
+        self, connector: AsyncConnector[Any] | type[AsyncConnector[Any]] | Any, override: bool = False, *,
+        secrets: Mapping[str, str] | None = None, thread_affinity: bool = False,
     ) -> AsyncConnector[Any]:
-        """Add a connector (instance or class). Re-defining the same class (a re-run notebook cell) replaces it."""
-        instance = _validated(connector)
+        """Add a connector (instance or class). Re-defining the same class (a re-run notebook cell) replaces it.
+
+        flytekit (``AsyncConnectorBase``, ``SyncConnectorBase``) and Flyte 2 (``AsyncConnector``) connectors are
+        taken as they are, wrapped in an adapter (``connector_nb.adapters``). For those, ``secrets`` reach the
+        connector as its framework expects and ``thread_affinity=True`` runs its sync methods on one thread.
+        """
+        instance = _validated(connector, secrets, thread_affinity)
         key = (instance.task_type_name, int(instance.task_type_version))
         existing = self._connectors.get(key)
         if existing is not None and existing is not instance and not override:
@@ -107,8 +143,10 @@ class ConnectorRegistry:
     def register_module(self, module: types.ModuleType) -> list[AsyncConnector[Any]]:
         """Register every connector instance, and every concrete AsyncConnector subclass, defined in a module."""
         found = []
+        from .adapters import is_foreign
+
         for value in vars(module).values():
-            if isinstance(value, AsyncConnector) or (
+            if isinstance(value, AsyncConnector) or (is_foreign(value) and not isinstance(value, type)) or (
                 isinstance(value, type) and issubclass(value, AsyncConnector)
                 and value.__module__ == module.__name__ and value.task_type_name
             ):
@@ -135,10 +173,19 @@ class ConnectorRegistry:
         return f"<ConnectorRegistry {', '.join(self.describe()) or 'empty'}>"
 
 
-def _validated(connector: AsyncConnector[Any] | type[AsyncConnector[Any]]) -> AsyncConnector[Any]:
+def _validated(connector: Any, secrets: Mapping[str, str] | None = None,
+               thread_affinity: bool = False) -> AsyncConnector[Any]:
+    from .adapters import adapt, is_foreign
+
+    if is_foreign(connector):
+        return adapt(connector, secrets=secrets, thread_affinity=thread_affinity)
+    if secrets is not None or thread_affinity:
+        # Our own connectors get secrets as inputs, and choose their threads themselves (async def).
+        raise TypeError("secrets= and thread_affinity= apply to flytekit and Flyte 2 connectors only")
     instance = connector() if isinstance(connector, type) else connector
     if not isinstance(instance, AsyncConnector):
-        raise TypeError(f"expected an AsyncConnector[Any] (class or instance), got {type(connector).__name__}")
+        raise TypeError(f"expected an AsyncConnector (ours, flytekit's AsyncConnectorBase/SyncConnectorBase or "
+                        f"Flyte 2's AsyncConnector; class or instance), got {type(connector).__name__}")
     if not instance.task_type_name:
         raise ConnectorNbError(f"{type(instance).__name__} has no task_type_name")
     if not (isinstance(instance.metadata_type, type) and issubclass(instance.metadata_type, ResourceMeta)):
@@ -150,5 +197,6 @@ def _validated(connector: AsyncConnector[Any] | type[AsyncConnector[Any]]) -> As
 
 
 def _same_definition(a: AsyncConnector[Any], b: AsyncConnector[Any]) -> bool:
-    ta, tb = type(a), type(b)
+    # An adapter stands for the class it wraps.
+    ta, tb = type(getattr(a, "wrapped", a)), type(getattr(b, "wrapped", b))
     return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)
