@@ -19,7 +19,8 @@ TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout>=2.2", "nbval
 #: extra -> (venv name, environment variable, import that proves the venv is usable)
 FRAMEWORKS = {
     "flytekit": (".venv-flytekit-nb", "CONNECTOR_NB_FLYTEKIT_NB_VENV",
-                 "import connector_nb, flytekit.extend.backend.base_connector, flytekit.sensor, flytekit.extras.webhook, nbval"),
+                 "import connector_nb, flytekit.extend.backend.base_connector, flytekit.sensor,"
+                 " flytekit.extras.webhook, nbval"),
     "flyte": (".venv-flyte2-nb", "CONNECTOR_NB_FLYTE2_NB_VENV",
               "import connector_nb, flyte.connectors, flyteidl2.core.tasks_pb2, nbval"),
 }

@@ -145,7 +145,7 @@ def test_file_sensor_by_name_and_cancel(session, tmp_path):
 
 
 def test_session_takes_flytekit_registry_with_its_builtin_connectors(tmp_path):
-    import flytekit.extras.webhook  # noqa: F401  registers the webhook connector in flytekit's registry
+    import flytekit.extras.webhook  # registers the webhook connector in flytekit's registry
     import flytekit.sensor.sensor_engine  # noqa: F401
 
     with Session(registry=fk.ConnectorRegistry, journal=False, poll=fast_policy()) as s:
@@ -215,3 +215,43 @@ def test_thread_affinity_pins_sync_methods_to_one_thread(session):
     run.wait(timeout=30)
     assert DictJobConnector.seen["get_thread"] == DictJobConnector.seen["thread"]
     assert DictJobConnector.seen["get_local"] == ["create"]  # thread-local state survived between calls
+
+
+@pytest.fixture
+def hook_server():
+    """A webhook receiver on 127.0.0.1 that records each POST body; stopped by the test."""
+    import http.server
+    import json
+
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"thanks")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_flytekit_webhook_connector_sync_by_task_object(session, hook_server):
+    from flytekit.extras.webhook import WebhookConnector, WebhookTask
+
+    url, received = hook_server
+    session.registry.register(WebhookConnector())
+    task = WebhookTask(name="notify", url=url, method="POST", data={"msg": "hello {inputs.who}"},
+                       dynamic_inputs={"who": str})
+    run = session.launch(task, who="nb")
+    assert received == [{"msg": "hello nb"}]  # do() ran during launch
+    run.wait(timeout=30)
+    assert phases(run.transitions) == ["QUEUED", "SUCCEEDED"]
+    assert run.outputs["info"]["status_code"] == 200 and run.outputs["info"]["response_data"] == "thanks"
