@@ -136,7 +136,7 @@ def as_task_template(task: Any) -> tasks_pb2.TaskTemplate:
     """
     if isinstance(task, tasks_pb2.TaskTemplate):
         return task
-    from .adapters import task_template_of
+    from .adapters._lookup import task_template_of
 
     template = task_template_of(task)
     if template is None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from flyte.connectors import AsyncConnector, ConnectorRegistry as TheirRegistry, Resource, ResourceMeta
+from flyte.connectors import AsyncConnector, Resource, ResourceMeta
+from flyte.connectors import ConnectorRegistry as TheirRegistry
 from flyteidl2.connector.connector_pb2 import (
     GetTaskLogsResponse,
     GetTaskLogsResponseBody,

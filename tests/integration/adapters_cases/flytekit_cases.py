@@ -255,3 +255,13 @@ def test_flytekit_webhook_connector_sync_by_task_object(session, hook_server):
     run.wait(timeout=30)
     assert phases(run.transitions) == ["QUEUED", "SUCCEEDED"]
     assert run.outputs["info"]["status_code"] == 200 and run.outputs["info"]["response_data"] == "thanks"
+
+
+def test_import_connector_nb_leaves_flytekit_unloaded_even_when_installed():
+    import subprocess
+    import sys
+
+    code = ("import sys, connector_nb, connector_nb.registry, connector_nb.template; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flytekit', 'flyte')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
