@@ -15,7 +15,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 #: Test tools the in-process suites and the notebook need in those venvs (not the browser/lab ones).
-TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout>=2.2", "nbval>=0.11", "ipykernel>=6.29"]
+TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout>=2.2", "nbval>=0.11", "nbclient>=0.10",
+              "ipykernel>=6.29"]
 #: extra -> (venv name, environment variable, import that proves the venv is usable)
 FRAMEWORKS = {
     "flytekit": (".venv-flytekit-nb", "CONNECTOR_NB_FLYTEKIT_NB_VENV",
