@@ -131,10 +131,10 @@ def main() -> None:
     print(f"{'job':>6} | {'Flyte 2 local runner':>26} | {'connector_nb':>26} | speed-up")
     for seconds in DURATIONS:
         row = []
-        for run in (lambda: flyte_local(task, seconds), lambda: connector_nb(connector, seconds)):
+        for run, subject in ((flyte_local, task), (connector_nb, connector)):
             type(connector).gets = 0
             start = time.perf_counter()
-            run()
+            run(subject, seconds)
             row.append((time.perf_counter() - start, type(connector).gets))
         (f_time, f_gets), (n_time, n_gets) = row
         print(f"{seconds:5.1f}s | {f_time:7.2f} s to result, {f_gets:3d} gets | "
