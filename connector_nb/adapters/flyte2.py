@@ -117,10 +117,24 @@ def registered() -> list[Any]:
 
 
 def task_template_of(task: Any) -> tasks_pb2.TaskTemplate:
-    """Flyte 2 task objects need a deployment context to serialize; launch them by task type instead."""
-    from ..errors import NotSupportedError
+    """The TaskTemplate of a Flyte 2 task object, by Flyte 2's own serializer (what a deployment sends).
 
-    raise NotSupportedError(
-        f"launching a Flyte 2 task object ({type(task).__name__}) directly is not supported: its TaskTemplate "
-        "needs Flyte 2's deployment context. Launch by task type: session.launch(connector.task_type_name, ...)"
-    )
+    Uses ``flyte._internal.runtime.task_serde.get_proto_task``, the function Flyte 2's local connector runner
+    calls; the flyteidl2 template becomes v1 through bytes.
+    """
+    import pathlib
+
+    from flyte._internal.runtime.task_serde import get_proto_task
+    from flyte.models import SerializationContext
+    from flyteidl.core import tasks_pb2
+
+    from ..errors import InputError
+
+    context = SerializationContext(version="connector-nb", project="connector_nb", domain="development",
+                                   root_dir=pathlib.Path.cwd())
+    try:
+        template2 = get_proto_task(task, context)
+    except Exception as e:  # e.g. a task outside any TaskEnvironment: Flyte 2 names what is missing
+        raise InputError(f"task: Flyte 2 could not serialize {getattr(task, 'name', task)!r}: {e}") from e
+    template: tasks_pb2.TaskTemplate = convert_proto(template2, tasks_pb2.TaskTemplate)
+    return template

@@ -147,3 +147,35 @@ def test_session_takes_flyte2_registry():
         run.wait(timeout=30)
         assert run.phase == "SUCCEEDED" and CALLS[-1][0] == "get" and CALLS[-1][2] == {}  # no secrets given
     assert "f2_job" in ConnectorRegistry.from_framework("flyte")
+
+
+def _sleep_task(name: str, in_environment: bool = True):
+    import inspect
+
+    import flyte
+    from flyte.connectors import AsyncConnectorExecutorMixin
+    from flyte.extend import TaskTemplate
+    from flyte.models import NativeInterface
+
+    class F2JobTask(AsyncConnectorExecutorMixin, TaskTemplate):
+        def custom_config(self, sctx):
+            return {"queue": "fast"}
+
+    interface = NativeInterface.from_types(inputs={"seconds": (float, inspect.Parameter.empty)},
+                                           outputs={"job_id": str})
+    task = F2JobTask(name=name, interface=interface, task_type="f2_job", image=None)
+    if in_environment:
+        flyte.TaskEnvironment.from_task(f"{name}_env", task)
+    return task
+
+
+def test_launch_a_flyte2_task_object(session):
+    from connector_nb.errors import InputError
+
+    run = session.launch(_sleep_task("f2_task"), seconds=0)
+    run.wait(timeout=30)
+    assert run.phase == "SUCCEEDED" and run.template.id.name == "f2_task"
+    assert dict(run.template.custom) == {"queue": "fast"}  # Flyte 2 serialized the task's custom config
+    assert list(run.template.interface.inputs.variables) == ["seconds"]
+    with pytest.raises(InputError, match="no parent environment"):
+        session.launch(_sleep_task("orphan", in_environment=False), seconds=0)
