@@ -141,11 +141,17 @@ class ConnectorRegistry:
                 log.warning("could not load connector entry point %r: %s", ep.name, e)
 
     def register_module(self, module: types.ModuleType) -> list[AsyncConnector[Any]]:
-        """Register every connector instance, and every concrete AsyncConnector subclass, defined in a module."""
-        found = []
-        from .adapters import is_foreign
+        """Register every connector instance, and every concrete AsyncConnector subclass, defined in a module.
 
-        for value in vars(module).values():
+        flytekit and Flyte 2 modules register their connectors with their framework's registry on import;
+        those are taken too (e.g. ``connector-nb serve --modules`` a flytekit connector module).
+        """
+        from .adapters import foreign_in_module, is_foreign
+
+        values = list(vars(module).values())
+        values += [c for c in foreign_in_module(module.__name__) if all(c is not v for v in values)]
+        found = []
+        for value in values:
             if isinstance(value, AsyncConnector) or (is_foreign(value) and not isinstance(value, type)) or (
                 isinstance(value, type) and issubclass(value, AsyncConnector)
                 and value.__module__ == module.__name__ and value.task_type_name

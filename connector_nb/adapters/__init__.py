@@ -8,6 +8,7 @@ own ``encode``/``decode``.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._lookup import ADAPTERS, REGISTRIES, TASKS, _match, adapter_module, task_template_of
@@ -40,7 +41,22 @@ def foreign_connectors(registry: Any) -> list[Any] | None:
     return list(registry._REGISTRY.values())  # both keep them in this class-level dict
 
 
+def foreign_in_module(module_name: str) -> list[Any]:
+    """Connectors a module registered with flytekit's or Flyte 2's registry on import (how their modules work).
+
+    Only registries already imported are looked at: a module that registered there has imported them.
+    """
+    found: list[Any] = []
+    for path in REGISTRIES:
+        owner, _, name = path.rpartition(".")
+        registry = getattr(sys.modules.get(owner), name, None)
+        if registry is not None:
+            found += [c for c in registry._REGISTRY.values() if type(c).__module__ == module_name]
+    return found
+
+
 __all__ = [
-    "ADAPTERS", "REGISTRIES", "TASKS", "adapt", "adapter_module", "foreign_connectors", "is_foreign",
+    "ADAPTERS", "REGISTRIES", "TASKS", "adapt", "adapter_module", "foreign_connectors", "foreign_in_module",
+    "is_foreign",
     "task_template_of",
 ]

@@ -265,3 +265,18 @@ def test_import_connector_nb_leaves_flytekit_unloaded_even_when_installed():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flytekit', 'flyte')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_register_module_takes_what_a_flytekit_module_registered_with_flytekit(session, monkeypatch, tmp_path):
+    import importlib
+    import sys
+
+    monkeypatch.setenv("INTEROP_MARKER_DIR", str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    module = importlib.import_module("flytekit_connector_module")  # registers with flytekit's registry only
+    found = session.registry.register_module(module)
+    assert sorted(c.task_type_name for c in found) == ["fast_get", "interop_sleep"]
+    run = session.launch("interop_sleep", seconds=0.0)
+    run.wait(timeout=30)
+    assert run.phase == "SUCCEEDED" and set(run.outputs) == {"job_id"}
+    sys.modules.pop("flytekit_connector_module", None)
