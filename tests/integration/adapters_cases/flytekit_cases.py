@@ -280,3 +280,29 @@ def test_register_module_takes_what_a_flytekit_module_registered_with_flytekit(s
     run.wait(timeout=30)
     assert run.phase == "SUCCEEDED" and set(run.outputs) == {"job_id"}
     sys.modules.pop("flytekit_connector_module", None)
+
+
+def test_flytekit_connector_served_over_grpc_by_our_server(tmp_path):
+    registry = ConnectorRegistry()
+    registry.register(SensorEngine())
+    registry.register(EchoSyncConnector())
+    with Session(registry=registry, journal=False) as local:
+        handle = local.serve(port=0)  # 127.0.0.1 only
+        try:
+            with Session(handle.target, journal=False, poll=fast_policy()) as remote:
+                assert {"sensor", "echo_sync"} <= {c.task_type for c in remote.connectors()}
+                path = tmp_path / "remote.txt"
+                run = remote.launch("sensor", custom=FILE_SENSOR, path=str(path))
+                wait_until(lambda: run.get_calls >= 2, what="remote polls")
+                assert run.phase == "RUNNING"
+                path.write_text("now")
+                run.wait(timeout=30)
+                assert phases(run.transitions) == ["QUEUED", "RUNNING", "SUCCEEDED"]
+                echoed = remote.launch("echo_sync", text="grpc")
+                echoed.wait(timeout=30)
+                assert echoed.outputs == {"echo": "GRPC", "meta": {"len": 4}}
+                stuck = remote.launch("sensor", custom=FILE_SENSOR, path=str(tmp_path / "never"))
+                stuck.cancel()
+                assert stuck.phase == "ABORTED"
+        finally:
+            handle.stop()
