@@ -93,7 +93,9 @@ class ForeignAdapter(AsyncConnector[OpaqueMeta]):
         """Mask this adapter's secret values in an exception's message and its causes, in place."""
         secrets = sorted(self._secrets.values(), key=len, reverse=True)
         seen: BaseException | None = error
-        while secrets and seen is not None:
+        visited: set[int] = set()
+        while secrets and seen is not None and id(seen) not in visited:  # a chain may loop back on itself
+            visited.add(id(seen))
             seen.args = tuple(mask_text(a, secrets) if isinstance(a, str) else a for a in seen.args)
             seen = seen.__cause__ or seen.__context__
         return error
