@@ -147,6 +147,8 @@ def test_session_takes_flyte2_registry():
         run.wait(timeout=30)
         assert run.phase == "SUCCEEDED" and CALLS[-1][0] == "get" and CALLS[-1][2] == {}  # no secrets given
     assert "f2_job" in ConnectorRegistry.from_framework("flyte")
+    by_class = ConnectorRegistry([F2Connector])  # a connector class with no arguments is instantiated
+    assert isinstance(by_class.get_connector("f2_job").wrapped, F2Connector)
 
 
 def _sleep_task(name: str, in_environment: bool = True):
