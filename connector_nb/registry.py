@@ -185,9 +185,9 @@ def _validated(connector: Any, secrets: Mapping[str, str] | None = None,
 
     if is_foreign(connector):
         return adapt(connector, secrets=secrets, thread_affinity=thread_affinity)
-    if secrets is not None or thread_affinity:
-        # Our own connectors get secrets as inputs, and choose their threads themselves (async def).
-        raise TypeError("secrets= and thread_affinity= apply to flytekit and Flyte 2 connectors only")
+    if secrets is not None:
+        # Our own connectors get secrets as inputs (masked everywhere), not at registration.
+        raise TypeError("secrets= applies to flytekit and Flyte 2 connectors only; pass secrets as inputs")
     instance = connector() if isinstance(connector, type) else connector
     if not isinstance(instance, AsyncConnector):
         raise TypeError(f"expected an AsyncConnector (ours, flytekit's AsyncConnectorBase/SyncConnectorBase or "
@@ -199,7 +199,12 @@ def _validated(connector: Any, secrets: Mapping[str, str] | None = None,
     missing = [m for m in ("create", "get", "delete") if not instance.supports(m)]
     if missing:
         raise ConnectorNbError(f"{type(instance).__name__} does not implement {', '.join(missing)}()")
-    return instance
+    if thread_affinity:
+        from .adapters.pinned import PinnedConnector
+
+        return PinnedConnector(instance)
+    checked: AsyncConnector[Any] = instance
+    return checked
 
 
 def _same_definition(a: AsyncConnector[Any], b: AsyncConnector[Any]) -> bool:
