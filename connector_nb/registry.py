@@ -55,9 +55,12 @@ class ConnectorRegistry:
 
     @classmethod
     def of(cls, registry: Any) -> ConnectorRegistry | None:
-        """``registry`` as ours: None, ours itself, or flytekit's / Flyte 2's ``ConnectorRegistry`` adapted."""
+        """``registry`` as ours: None, ours itself, flytekit's / Flyte 2's ``ConnectorRegistry`` adapted, or
+        ``"flytekit"`` / ``"flyte"`` for everything that framework serves (:meth:`from_framework`)."""
         if registry is None or isinstance(registry, ConnectorRegistry):
             return registry
+        if isinstance(registry, str):
+            return cls.from_framework(registry)
         from .adapters import foreign_connectors
 
         theirs = foreign_connectors(registry)

@@ -28,6 +28,8 @@ def test_session_registry_and_task_must_be_known_kinds():
         ConnectorRegistry.of({"sleep": SleepConnector()})
     with pytest.raises(TypeError, match="registry: expected"):
         Session(registry=42, journal=False)
+    with pytest.raises(ValueError, match="framework: expected 'flytekit' or 'flyte', got 'airflow'"):
+        Session(registry="airflow", journal=False)
     with Session(registry=ConnectorRegistry([SleepConnector]), journal=False) as s:
         with pytest.raises(TypeError, match="task: expected a task type name"):
             s.launch(3.5)

@@ -156,6 +156,8 @@ def test_session_takes_flytekit_registry_with_its_builtin_connectors(tmp_path):
         assert run.phase == "SUCCEEDED"
     built = ConnectorRegistry.from_framework("flytekit")
     assert isinstance(built.get_connector("webhook"), FlytekitSyncAdapter)
+    with Session(registry="flytekit", journal=False) as by_name:  # the same, by framework name
+        assert {"sensor", "webhook"} <= {c.task_type for c in by_name.connectors()}
 
 
 def test_dict_outputs_links_metrics_logs_and_secrets(session):
