@@ -85,6 +85,20 @@ class DictJobConnector(fk.AsyncConnectorBase):
         return GetTaskLogsResponse(body=GetTaskLogsResponseBody(results=[f"{resource_meta.job_id} started"]))
 
 
+class StreamingJobConnector(DictJobConnector):
+    """The same job with ``async def`` metrics and an async-generator ``get_logs`` (paged)."""
+
+    def __init__(self) -> None:
+        fk.AsyncConnectorBase.__init__(self, task_type_name="streaming_job", metadata_type=JobMeta)
+
+    async def get_metrics(self, resource_meta: JobMeta, **kwargs) -> GetTaskMetricsResponse:
+        return DictJobConnector.get_metrics(self, resource_meta)
+
+    async def get_logs(self, resource_meta: JobMeta, **kwargs):
+        for page in range(3):
+            yield GetTaskLogsResponse(body=GetTaskLogsResponseBody(results=[f"page {page}"]))
+
+
 class EchoSyncConnector(fk.SyncConnectorBase):
     name = "Echo Sync"
 
@@ -308,3 +322,11 @@ def test_flytekit_connector_served_over_grpc_by_our_server(tmp_path):
                 assert stuck.phase == "ABORTED"
         finally:
             handle.stop()
+
+
+def test_async_metrics_and_streamed_logs(session):
+    session.registry.register(StreamingJobConnector())
+    run = session.launch("streaming_job", name="g", polls=0)
+    run.wait(timeout=30)
+    assert run.logs().lines == ["page 0", "page 1", "page 2"]
+    assert list(run.metrics()["value"]) == [0.5]
