@@ -60,8 +60,6 @@ class PinnedConnector(AsyncConnector[Any]):
 
     async def get_logs(self, resource_meta: Any, **kwargs: Any) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """The wrapped ``get_logs``: its async generator's responses, or its one response."""
-        from ..transports.local import _accepted
-
         fn = self.wrapped.get_logs
         if inspect.isasyncgenfunction(fn):
             async for response in fn(**_accepted(fn, {"resource_meta": resource_meta, **kwargs})):
@@ -78,8 +76,6 @@ class PinnedConnector(AsyncConnector[Any]):
         return self.wrapped.task_template(custom, name)
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
-        from ..transports.local import _accepted
-
         fn = getattr(self.wrapped, method)
         kwargs = _accepted(fn, kwargs)  # the wrapped method may declare fewer keywords than we receive
         if inspect.iscoroutinefunction(fn):
@@ -89,3 +85,15 @@ class PinnedConnector(AsyncConnector[Any]):
 
     def __repr__(self) -> str:
         return f"<PinnedConnector (one thread) of {self.wrapped!r}>"
+
+
+def _accepted(method: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``method`` declares (all of them if it takes ``**kwargs``), as LocalTransport does.
+
+    Not imported from transports.local: that would close an import cycle (local -> registry -> here).
+    """
+    params = inspect.signature(method).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return kwargs
+    names = {p.name for p in params}
+    return {k: v for k, v in kwargs.items() if k in names}
