@@ -6,7 +6,7 @@ PORT ?= 8888
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv lab test test-fast lint bench chromium flytekit-venv flyte2-venv clean
+.PHONY: venv lab test test-fast lint bench chromium flytekit-venv flyte2-venv inproc-venvs clean
 
 venv: $(VENV)/.installed
 
@@ -31,15 +31,26 @@ flytekit-venv: venv
 flyte2-venv: venv
 	$(PY) tests/integration/flyte2_env.py
 
+# connector_nb installed next to each framework (.venv-flytekit-nb, .venv-flyte2-nb) for the in-process adapter
+# tests and the flytekit tutorial notebook.
+FLYTEKIT_NB_VENV ?= .venv-flytekit-nb
+ADAPTER_NOTEBOOK := notebooks/06_your_flytekit_or_flyte2_connector.ipynb
+inproc-venvs: venv
+	$(PY) tests/integration/inproc_env.py flytekit flyte
+
 # Root (containers, CI machines) needs --allow-root; nobody else gets it.
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb --ServerApp.ip=127.0.0.1 --port=$(PORT) \
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: venv chromium flytekit-venv flyte2-venv
+test: venv chromium flytekit-venv flyte2-venv inproc-venvs
 	$(PY) -m ruff check connector_nb tests benchmarks
+	$(PY) -m mypy --strict connector_nb
 	$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env \
-	  --nbval-sanitize-with notebooks/sanitize.cfg -ra $(PYTEST_ARGS)
+	  --nbval-sanitize-with notebooks/sanitize.cfg --ignore=$(ADAPTER_NOTEBOOK) -ra $(PYTEST_ARGS)
+	# The flytekit tutorial runs in the venv that has flytekit, with a scratch journal home.
+	CONNECTOR_NB_HOME=$$(mktemp -d) $(FLYTEKIT_NB_VENV)/bin/python -m pytest -p no:cacheprovider $(ADAPTER_NOTEBOOK) \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -ra
 
 test-fast: venv
 	$(PY) -m pytest -p no:cacheprovider tests/unit -q $(PYTEST_ARGS)
@@ -52,4 +63,4 @@ bench: venv
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venv-flytekit .venv-flyte2 test-artifacts build *.egg-info
+	rm -rf $(VENV) .venv-flytekit .venv-flyte2 .venv-flytekit-nb .venv-flyte2-nb test-artifacts build *.egg-info

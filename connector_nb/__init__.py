@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
+    "MissingExtraError": "errors",
     "LimitExceededError": "errors",
     "ServeRefusedError": "errors",
     "JournalVersionError": "errors",
@@ -57,10 +58,10 @@ __all__ = [
     "AsyncConnector", "AsyncConnectorBase", "AsyncSession", "AuthError", "CallTimeoutError", "ConnectorCallError",
     "ConnectorNbError", "ConnectorRegistry", "CreateOutcomeUnknownError", "EngineError", "GrpcTransport",
     "InputError", "JournalError", "JournalVersionError", "LimitExceededError", "LiteralConversionError",
-    "LocalTransport", "MetadataError", "MockTransport", "NotSupportedError", "PollPolicy", "PollingStoppedError",
-    "Resource", "ResourceMeta", "Run", "SecretNotFoundError", "ServeRefusedError", "ServiceUnavailableError",
-    "Session", "SessionClosedError", "Transition", "Transport", "UnknownRunError", "UnknownTaskTypeError",
-    "WaitInterrupted", "__version__", "progress", "serve", "task_template",
+    "LocalTransport", "MetadataError", "MissingExtraError", "MockTransport", "NotSupportedError", "PollPolicy",
+    "PollingStoppedError", "Resource", "ResourceMeta", "Run", "SecretNotFoundError", "ServeRefusedError",
+    "ServiceUnavailableError", "Session", "SessionClosedError", "Transition", "Transport", "UnknownRunError",
+    "UnknownTaskTypeError", "WaitInterrupted", "__version__", "progress", "serve", "task_template",
 ]
 
 
@@ -106,6 +107,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         LimitExceededError,
         LiteralConversionError,
         MetadataError,
+        MissingExtraError,
         NotSupportedError,
         PollingStoppedError,
         SecretNotFoundError,

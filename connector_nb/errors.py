@@ -119,3 +119,12 @@ class LimitExceededError(ConnectorNbError, ValueError):
 
 class ServeRefusedError(ConnectorNbError, ValueError):
     """``serve()`` will not start as configured (e.g. a non-loopback host without TLS and a token)."""
+
+
+class MissingExtraError(ConnectorNbError, ImportError):
+    """A feature needs a connector framework that is not installed; the message names the extra to install."""
+
+    def __init__(self, framework: str, extra: str, what: str) -> None:
+        self.framework = framework
+        self.extra = extra
+        super().__init__(f"{what} needs {framework}, which is not installed: pip install 'connector_nb[{extra}]'")

@@ -10,7 +10,7 @@ import logging
 import threading
 import types
 import warnings
-from typing import Any, Callable, ClassVar, Concatenate, Generic, Iterable, ParamSpec, TypeVar
+from typing import Any, Callable, ClassVar, Concatenate, Generic, Iterable, Mapping, ParamSpec, TypeVar
 
 from .connector import AsyncConnector, ResourceMeta
 from .errors import ConnectorNbError, UnknownTaskTypeError
@@ -53,12 +53,51 @@ class ConnectorRegistry:
                 cls._default = registry
             return cls._default
 
+    @classmethod
+    def of(cls, registry: Any) -> ConnectorRegistry | None:
+        """``registry`` as ours: None, ours itself, flytekit's / Flyte 2's ``ConnectorRegistry`` adapted, or
+        ``"flytekit"`` / ``"flyte"`` for everything that framework serves (:meth:`from_framework`)."""
+        if registry is None or isinstance(registry, ConnectorRegistry):
+            return registry
+        if isinstance(registry, str):
+            return cls.from_framework(registry)
+        from .adapters import foreign_connectors
+
+        theirs = foreign_connectors(registry)
+        if theirs is None:
+            raise TypeError(f"registry: expected a ConnectorRegistry (ours, flytekit's or Flyte 2's), "
+                            f"got {type(registry).__name__}")
+        return cls(theirs)
+
+    @classmethod
+    def from_framework(cls, framework: str, **options: Any) -> ConnectorRegistry:
+        """A registry of every connector ``"flytekit"`` or ``"flyte"`` (Flyte 2) serves: built-ins and plugins.
+
+        The framework's own entry points load first (``flytekit.plugins``, ``flyte.connectors``), as
+        ``pyflyte serve connector`` and ``c0`` do; ``options`` (``secrets``, ``thread_affinity``) go to each adapter.
+        """
+        from .adapters import adapter_module
+
+        names = {"flytekit": "flytekit", "flyte": "flyte2", "flyte2": "flyte2"}
+        if framework not in names:
+            raise ValueError(f"framework: expected 'flytekit' or 'flyte', got {framework!r}")
+        registry = cls()
+        for connector in adapter_module(names[framework]).registered():
+            registry.register(connector, **options)
+        return registry
+
     @_hybridmethod
     def register(
-        self, connector: AsyncConnector[Any] | type[AsyncConnector[Any]], override: bool = False
+        self, connector: AsyncConnector[Any] | type[AsyncConnector[Any]] | Any, override: bool = False, *,
+        secrets: Mapping[str, str] | None = None, thread_affinity: bool = False,
     ) -> AsyncConnector[Any]:
-        """Add a connector (instance or class). Re-defining the same class (a re-run notebook cell) replaces it."""
-        instance = _validated(connector)
+        """Add a connector (instance or class). Re-defining the same class (a re-run notebook cell) replaces it.
+
+        flytekit (``AsyncConnectorBase``, ``SyncConnectorBase``) and Flyte 2 (``AsyncConnector``) connectors are
+        taken as they are, wrapped in an adapter (``connector_nb.adapters``). For those, ``secrets`` reach the
+        connector as its framework expects and ``thread_affinity=True`` runs its sync methods on one thread.
+        """
+        instance = _validated(connector, secrets, thread_affinity)
         key = (instance.task_type_name, int(instance.task_type_version))
         existing = self._connectors.get(key)
         if existing is not None and existing is not instance and not override:
@@ -105,10 +144,18 @@ class ConnectorRegistry:
                 log.warning("could not load connector entry point %r: %s", ep.name, e)
 
     def register_module(self, module: types.ModuleType) -> list[AsyncConnector[Any]]:
-        """Register every connector instance, and every concrete AsyncConnector subclass, defined in a module."""
+        """Register every connector instance, and every concrete AsyncConnector subclass, defined in a module.
+
+        flytekit and Flyte 2 modules register their connectors with their framework's registry on import;
+        those are taken too (e.g. ``connector-nb serve --modules`` a flytekit connector module).
+        """
+        from .adapters import foreign_in_module, is_foreign
+
+        values = list(vars(module).values())
+        values += [c for c in foreign_in_module(module.__name__) if all(c is not v for v in values)]
         found = []
-        for value in vars(module).values():
-            if isinstance(value, AsyncConnector) or (
+        for value in values:
+            if isinstance(value, AsyncConnector) or (is_foreign(value) and not isinstance(value, type)) or (
                 isinstance(value, type) and issubclass(value, AsyncConnector)
                 and value.__module__ == module.__name__ and value.task_type_name
             ):
@@ -135,10 +182,19 @@ class ConnectorRegistry:
         return f"<ConnectorRegistry {', '.join(self.describe()) or 'empty'}>"
 
 
-def _validated(connector: AsyncConnector[Any] | type[AsyncConnector[Any]]) -> AsyncConnector[Any]:
+def _validated(connector: Any, secrets: Mapping[str, str] | None = None,
+               thread_affinity: bool = False) -> AsyncConnector[Any]:
+    from .adapters import adapt, is_foreign
+
+    if is_foreign(connector):
+        return adapt(connector, secrets=secrets, thread_affinity=thread_affinity)
+    if secrets is not None:
+        # Our own connectors get secrets as inputs (masked everywhere), not at registration.
+        raise TypeError("secrets= applies to flytekit and Flyte 2 connectors only; pass secrets as inputs")
     instance = connector() if isinstance(connector, type) else connector
     if not isinstance(instance, AsyncConnector):
-        raise TypeError(f"expected an AsyncConnector[Any] (class or instance), got {type(connector).__name__}")
+        raise TypeError(f"expected an AsyncConnector (ours, flytekit's AsyncConnectorBase/SyncConnectorBase or "
+                        f"Flyte 2's AsyncConnector; class or instance), got {type(connector).__name__}")
     if not instance.task_type_name:
         raise ConnectorNbError(f"{type(instance).__name__} has no task_type_name")
     if not (isinstance(instance.metadata_type, type) and issubclass(instance.metadata_type, ResourceMeta)):
@@ -146,9 +202,15 @@ def _validated(connector: AsyncConnector[Any] | type[AsyncConnector[Any]]) -> As
     missing = [m for m in ("create", "get", "delete") if not instance.supports(m)]
     if missing:
         raise ConnectorNbError(f"{type(instance).__name__} does not implement {', '.join(missing)}()")
-    return instance
+    if thread_affinity:
+        from .adapters.pinned import PinnedConnector
+
+        return PinnedConnector(instance)
+    checked: AsyncConnector[Any] = instance
+    return checked
 
 
 def _same_definition(a: AsyncConnector[Any], b: AsyncConnector[Any]) -> bool:
-    ta, tb = type(a), type(b)
+    # An adapter stands for the class it wraps.
+    ta, tb = type(getattr(a, "wrapped", a)), type(getattr(b, "wrapped", b))
     return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)

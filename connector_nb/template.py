@@ -128,8 +128,29 @@ def with_inferred_interface(
     return task_template(task_type, inputs=types, custom=custom, version=version)
 
 
-def with_custom(template: tasks_pb2.TaskTemplate, custom: Mapping[str, Any] | None) -> tasks_pb2.TaskTemplate:
-    """A copy of ``template`` whose ``custom`` is replaced by ``custom`` (the template itself when None)."""
+def as_task_template(task: Any) -> tasks_pb2.TaskTemplate:
+    """A TaskTemplate as it is, or the template of a flytekit task object (``FileSensor(name=...)``).
+
+    The foreign template is built by the framework's own serialization, so ``session.launch(task, ...)``
+    binds inputs against exactly the interface the framework declares.
+    """
+    if isinstance(task, tasks_pb2.TaskTemplate):
+        return task
+    from .adapters._lookup import task_template_of
+
+    template = task_template_of(task)
+    if template is None:
+        raise TypeError(f"task: expected a task type name (str), a TaskTemplate or a flytekit task object, "
+                        f"got {type(task).__name__}")
+    return template
+
+
+def with_custom(template: tasks_pb2.TaskTemplate | Any, custom: Mapping[str, Any] | None) -> tasks_pb2.TaskTemplate:
+    """A copy of ``template`` whose ``custom`` is replaced by ``custom`` (the template itself when None).
+
+    ``template`` may also be a flytekit task object: this is where launching one turns it into its template.
+    """
+    template = as_task_template(template)
     if not custom:
         return template
     copy = tasks_pb2.TaskTemplate()

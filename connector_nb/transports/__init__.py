@@ -27,9 +27,10 @@ def make_transport(
     if isinstance(target, Transport):
         return target
     if target is None or target in ("", "local", "in-process"):
+        from ..registry import ConnectorRegistry
         from .local import LocalTransport
 
-        return LocalTransport(registry)
+        return LocalTransport(ConnectorRegistry.of(registry))  # flytekit's or Flyte 2's registry too
     from .grpc import GrpcTransport
 
     return GrpcTransport(target, **options)

@@ -46,9 +46,9 @@ class LocalTransport(Transport):
         return self.registry.get_connector(category.name, category.version)
 
     async def connectors(self) -> list[ConnectorInfo]:
-        """Every registered connector (none is sync in-process)."""
+        """Every registered connector (a wrapped flytekit SyncConnectorBase is sync)."""
         return [
-            ConnectorInfo(c.name, c.task_type_name, int(c.task_type_version), False)
+            ConnectorInfo(c.name, c.task_type_name, int(c.task_type_version), bool(getattr(c, "is_sync", False)))
             for c in self.registry.list_connectors()
         ]
 

@@ -13,6 +13,7 @@ import connector_nb
 from connector_nb import errors
 
 EXPECTED = [
+    "MissingExtraError",
     "LimitExceededError",
     "ServeRefusedError",
     "JournalVersionError",
