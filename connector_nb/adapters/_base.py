@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..connector import AsyncConnector, Resource, ResourceMeta, phase_name
-from ..secrets import mask_text
+from ..secrets import mask_text, remember
 
 if TYPE_CHECKING:
     from flyteidl.core import literals_pb2, tasks_pb2
@@ -52,6 +52,7 @@ class ForeignAdapter(AsyncConnector[OpaqueMeta]):
         self.name = str(getattr(wrapped, "name", "") or type(wrapped).__name__)  # type: ignore[misc]
         self.task_type_name, self.task_type_version = self.category_of(wrapped)
         self._secrets = {str(k): str(v) for k, v in (secrets or {}).items()}
+        remember(*self._secrets.values())  # masked by value everywhere, not only in the errors passed on
         # One dedicated thread for all sync calls: for connectors keeping thread-local state (Airflow's).
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"cnb-{self.task_type_name}") if thread_affinity \
             else None
