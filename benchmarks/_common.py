@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from connector_nb import AsyncConnector, Resource, ResourceMeta
+
+# Benchmarks journal into a scratch home (the journal is on by default), never the user's.
+os.environ.setdefault("CONNECTOR_NB_HOME", tempfile.mkdtemp(prefix="connector-nb-bench-"))
 
 
 @dataclass

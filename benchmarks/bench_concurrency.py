@@ -23,17 +23,18 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def three_gets(n: int) -> None:
+async def three_gets(n: int, journal: bool) -> None:
     connector = ThreeGetsConnector()
     policy = PollPolicy(first_interval=0.05, growth=1.45, jitter=0.1)
-    async with AsyncSession(registry=ConnectorRegistry([connector]), poll=policy) as session:
+    async with AsyncSession(registry=ConnectorRegistry([connector]), poll=policy,
+                            journal=None if journal else False) as session:
         wall, cpu0 = time.perf_counter(), cpu()
         runs = await asyncio.gather(*(session.launch("three_gets") for _ in range(n)))
         launched, cpu1 = time.perf_counter() - wall, cpu()
         await asyncio.gather(*(r.wait_async() for r in runs))
         wall, poll_cpu = time.perf_counter() - wall, cpu() - cpu1
     gets = connector.total_gets
-    print(f"{n:>6} runs: launched in {launched:5.2f} s ({(cpu1 - cpu0) / n * 1e6:4.0f} us CPU per launch), "
+    print(f"{n:>6} runs, journal {'on ' if journal else 'off'}: launched in {launched:5.2f} s ({(cpu1 - cpu0) / n * 1e6:4.0f} us CPU per launch), "
           f"all SUCCEEDED after {wall:5.2f} s; {gets} gets, {poll_cpu / gets * 1e6:4.1f} us CPU per poll")
 
 
@@ -50,7 +51,8 @@ async def two_second_jobs(n: int) -> None:
 
 def main() -> None:
     for n in (1_000, 10_000):
-        asyncio.run(three_gets(n))
+        for journal in (False, True):
+            asyncio.run(three_gets(n, journal))
     asyncio.run(two_second_jobs(1_000))
 
 
