@@ -34,7 +34,8 @@ async def three_gets(n: int, journal: bool) -> None:
         await asyncio.gather(*(r.wait_async() for r in runs))
         wall, poll_cpu = time.perf_counter() - wall, cpu() - cpu1
     gets = connector.total_gets
-    print(f"{n:>6} runs, journal {'on ' if journal else 'off'}: launched in {launched:5.2f} s ({(cpu1 - cpu0) / n * 1e6:4.0f} us CPU per launch), "
+    label, per_launch = "on " if journal else "off", (cpu1 - cpu0) / n * 1e6
+    print(f"{n:>6} runs, journal {label}: launched in {launched:5.2f} s ({per_launch:4.0f} us CPU per launch), "
           f"all SUCCEEDED after {wall:5.2f} s; {gets} gets, {poll_cpu / gets * 1e6:4.1f} us CPU per poll")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime as dt
+import functools
 import json
 import types
 import typing
@@ -123,15 +124,22 @@ def _hint_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("NoneType", "None")
 
 
-def check_fields(cls: type, values: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """``values`` checked against dataclass ``cls``'s fields: unknown, missing and wrongly typed ones are named."""
-    if not dataclasses.is_dataclass(cls):
-        return dict(values)
+@functools.lru_cache(maxsize=256)
+def _shape(cls: type) -> tuple[dict[str, dataclasses.Field[Any]], dict[str, Any]]:
+    """A dataclass's init fields and resolved type hints, once per class (decode runs on every poll)."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # an unresolvable annotation leaves that class unchecked, not broken
         hints = {}
+    return fields, hints
+
+
+def check_fields(cls: type, values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``values`` checked against dataclass ``cls``'s fields: unknown, missing and wrongly typed ones are named."""
+    if not dataclasses.is_dataclass(cls):
+        return dict(values)
+    fields, hints = _shape(cls)
     unknown = sorted(set(values) - set(fields))
     missing = [
         n for n, f in fields.items() if n not in values

@@ -117,9 +117,13 @@ class Resource:
         """A copy whose message, custom info and log link names have every known secret masked (by value)."""
         from .secrets import mask, mask_obj
 
-        links = [type(link)(name=mask(link.name), uri=mask(link.uri)) for link in self.log_links]
-        return dataclasses.replace(self, message=mask(self.message), custom_info=mask_obj(self.custom_info),
-                                   log_links=links)
+        message, custom = mask(self.message), mask_obj(self.custom_info)
+        links = [(mask(link.name), mask(link.uri)) for link in self.log_links]
+        if message == self.message and custom == self.custom_info and all(
+                (n, u) == (link.name, link.uri) for (n, u), link in zip(links, self.log_links)):
+            return self  # nothing secret in it: no copy (this runs on every poll)
+        return dataclasses.replace(self, message=message, custom_info=custom,
+                                   log_links=[type(old)(name=n, uri=u) for (n, u), old in zip(links, self.log_links)])
 
     @property
     def phase_value(self) -> int:

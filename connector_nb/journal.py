@@ -120,6 +120,15 @@ class _Wake:
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(finish)
 
+    def fail(self, error: Exception) -> None:
+        """The batch was not committed: the awaiting caller gets a JournalError (a launch then does not create)."""
+        def finish() -> None:
+            if not self.future.done():
+                self.future.set_exception(JournalError(f"journal write failed: {error}"))
+
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(finish)
+
 
 def default_home() -> Path:
     """``$CONNECTOR_NB_HOME``, else the per-user state dir: ``($XDG_STATE_HOME or ~/.local/state)/connector_nb``."""
@@ -161,21 +170,38 @@ class Journal:
         template: bytes, output_prefix: str | None, started_at: datetime,
     ) -> None:
         """Record a launch before ``create`` is called; committed (visible to every process) when it returns."""
+        row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
+        with self._lock:
+            try:
+                self._db.execute(_INSERT_RUN, row)  # autocommit: durable once execute returns
+            except sqlite3.IntegrityError:
+                raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
+
+    async def intent_async(
+        self, *, run_id: str, task_type: str, version: int, target: str, inputs: Mapping[str, Any],
+        template: bytes, output_prefix: str | None, started_at: datetime,
+    ) -> None:
+        """``intent`` for async callers: committed when it returns, in one transaction with whatever else is
+        queued (group commit), and without blocking the event loop while it waits."""
+        row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
+        self._put("intent", row)
+        await self.flushed()
+
+    def _intent_row(
+        self, run_id: str, task_type: str, version: int, target: str, inputs: Mapping[str, Any], template: bytes,
+        output_prefix: str | None, started_at: datetime,
+    ) -> tuple[Any, ...]:
+        """The checked, redacted runs row of an intent (and its secret values kept for masking messages)."""
         self._check_open()
         for name, value, kind in (("run_id", run_id, str), ("task_type", task_type, str), ("target", target, str),
                                   ("version", version, int), ("inputs", inputs, Mapping),
                                   ("template", template, bytes), ("started_at", started_at, datetime)):
             _need(name, value, kind)
         known, inputs_json = _clean_inputs(inputs)
-        row = (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
-               output_prefix, _iso(started_at), self._pid, self._host)
-        with self._lock:
-            try:
-                self._db.execute(_INSERT_RUN, row)  # autocommit: durable once execute returns
-            except sqlite3.IntegrityError:
-                raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
         if known:
             self._known[run_id] = known
+        return (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
+                output_prefix, _iso(started_at), self._pid, self._host)
 
     def created(self, run_id: str, resource_meta: bytes | None) -> None:
         """``create`` returned ``resource_meta``: the run is QUEUED and reattachable (written in the background)."""
@@ -332,16 +358,18 @@ class Journal:
                 except queue.Empty:
                     break
             work = [op for op in batch if op[0] not in ("flush", "stop")]
+            failure: Exception | None = None
             try:
                 if work:
                     self._commit(work)
-            except Exception:  # never let the writer die: flushers would wait forever
+            except Exception as e:  # never let the writer die: flushers would wait forever
+                failure = e
                 self.dropped += len(work)
                 log.exception("journal %s: %d writes lost", self.path, len(work))
             finally:
                 for op in batch:
                     if op[0] == "flush":
-                        op[1].set()
+                        op[1].fail(failure) if failure is not None and hasattr(op[1], "fail") else op[1].set()
             if any(op[0] == "stop" for op in batch):
                 return
 
@@ -366,7 +394,9 @@ class Journal:
 
     def _apply(self, kind: str, ops: list[tuple[Any, ...]]) -> None:
         db = self._db
-        if kind == "transition":
+        if kind == "intent":  # OR IGNORE: a duplicate id must not sink the other writes of the batch
+            db.executemany(_INSERT_RUN.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1), [op[1] for op in ops])
+        elif kind == "transition":
             db.executemany(_INSERT_TRANSITION, [(r, p, self._mask(r, str(m)), _iso(at), str(f))
                                                 for _, r, p, m, at, f in ops])
             for op in ops:

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Protocol, TypeVar
 from .errors import CallTimeoutError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
+_timeout = getattr(asyncio, "timeout", None)
 T = TypeVar("T")
 
 
@@ -88,6 +89,9 @@ async def with_deadline(call: Awaitable[T], timeout: float | None, method: str, 
     if timeout is None:
         return await call
     try:
+        if _timeout is not None:  # 3.11+: no extra task per call, unlike wait_for (this runs on every poll)
+            async with _timeout(max(timeout, 0.0)):
+                return await call
         return await asyncio.wait_for(call, max(timeout, 0.0))
     except asyncio.TimeoutError:
         raise CallTimeoutError(method, task_type, timeout) from None

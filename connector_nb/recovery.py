@@ -46,8 +46,9 @@ class Ledger:
     ) -> bytes:
         """Journal the intent, await ``create`` once within ``timeout``, and journal what became of it."""
         if self.journal is not None:
-            self.journal.intent(run_id=run_id, task_type=category.name, version=category.version, target=self.target,
-                                inputs=inputs, template=template, output_prefix=prefix, started_at=started_at)
+            await self.journal.intent_async(run_id=run_id, task_type=category.name, version=category.version,
+                                            target=self.target, inputs=inputs, template=template, output_prefix=prefix,
+                                            started_at=started_at)
         try:
             meta = await with_deadline(call, timeout, "create", category.name)
         except (CallTimeoutError, CreateOutcomeUnknownError) as e:
