@@ -51,7 +51,8 @@ CREATE TABLE runs (
     run_id TEXT PRIMARY KEY, task_type TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
     inputs TEXT NOT NULL, template BLOB, resource_meta BLOB, output_prefix TEXT,
     phase TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', started_at TEXT NOT NULL, ended_at TEXT,
-    unknown_outcome INTEGER NOT NULL DEFAULT 0, pid INTEGER, host TEXT, flags TEXT NOT NULL DEFAULT '');
+    unknown_outcome INTEGER NOT NULL DEFAULT 0, pid INTEGER, host TEXT, flags TEXT NOT NULL DEFAULT '',
+    claimed_at TEXT);
 CREATE INDEX runs_started ON runs(started_at);
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, phase TEXT NOT NULL, message TEXT NOT NULL,
@@ -78,7 +79,7 @@ _STATE = f"UPDATE runs SET phase = ?, message = ?, ended_at = ? WHERE run_id = ?
 _ADD_FLAG = ("UPDATE runs SET flags = CASE WHEN instr(',' || flags || ',', ',' || ?1 || ',') > 0 THEN flags "
              f"WHEN flags = '' THEN ?1 ELSE flags || ',' || ?1 END WHERE run_id = ?2 AND {_OPEN}")
 _UNKNOWN = f"UPDATE runs SET unknown_outcome = 1, message = ? WHERE run_id = ? AND {_OPEN}"
-_CLAIM = f"UPDATE runs SET pid = ?, host = ? WHERE run_id = ? AND {_OPEN}"
+_CLAIM = f"UPDATE runs SET pid = ?, host = ?, claimed_at = ? WHERE run_id = ? AND {_OPEN}"
 
 
 class JournalRow(TypedDict):
@@ -180,7 +181,7 @@ class Journal:
 
     def claim(self, run_id: str) -> None:
         """Mark ``run_id`` as watched by this process (after a reattach), so ``unfinished`` here skips it."""
-        self._put("claim", self._pid, self._host, run_id)
+        self._put("claim", self._pid, self._host, _iso(_utcnow()), run_id)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything written so far is committed; JournalError if that takes over ``timeout`` s."""
@@ -220,10 +221,11 @@ class Journal:
         """The transitions of ``run_id`` in the order they were recorded: phase, message, at (ISO), flag."""
         return self.get(run_id)["transitions"]
 
-    def unfinished(self, *, exclude_pid: int | None = None) -> list[JournalRow]:
+    def unfinished(self, *, exclude_pid: int | None = None, orphans_only: bool = False) -> list[JournalRow]:
         """Runs not in a terminal phase (intents and unknown outcomes too), newest first.
 
         ``exclude_pid`` skips the runs that process (on this host) launched or claimed: a live session's own.
+        ``orphans_only`` also skips runs whose process still runs on this host (another open notebook's).
         """
         where = f"WHERE {_OPEN}"
         args: tuple[Any, ...] = ()
@@ -236,7 +238,9 @@ class Journal:
             rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC", args)
             found = rows.fetchall()
             transitions = self._transitions(f"WHERE run_id IN (SELECT run_id FROM runs {where})", args)
-        return [_journal_row(r, transitions.get(r["run_id"], [])) for r in found]
+        return [_journal_row(r, transitions.get(r["run_id"], [])) for r in found
+                if not (orphans_only and r["host"] == self._host and _alive_since(r["pid"], r["claimed_at"] or
+                                                                                   r["started_at"]))]
 
     def frame(self, *, unfinished_only: bool = False, limit: int | None = None) -> pd.DataFrame:
         """Journaled runs, newest first: id, task type, target, age, phase, unknown outcome, times, message."""
@@ -612,6 +616,21 @@ def _move_aside(path: Path, why: str) -> Path:
         with suppress(FileNotFoundError):
             os.replace(f"{path}{suffix}", f"{aside}{suffix}")
     return aside
+
+
+def _alive_since(pid: int | None, since: str) -> bool:
+    """Whether process ``pid`` runs and already ran at ``since`` (so it is not a later process reusing the pid)."""
+    import psutil
+
+    if pid is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        started = process.create_time()
+        zombie = process.status() == psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return not zombie and started <= _parse(since).timestamp() + 1.0  # create_time is rounded by the OS
 
 
 def _need(name: str, value: Any, kind: type) -> None:

@@ -294,6 +294,30 @@ def test_unfinished_skips_the_live_process_and_frame_summarises(journal):
     assert journal.frame(limit=0).empty
 
 
+def test_orphans_only_skips_runs_of_processes_still_alive(journal):
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        from datetime import datetime, timezone
+        from connector_nb.journal import Journal
+        with Journal(sys.argv[1]) as j:
+            j.intent(run_id="alive", task_type="t", version=1, target="local", inputs={}, template=b"",
+                     output_prefix="", started_at=datetime.now(timezone.utc))
+            print("ready", flush=True)
+            sys.stdin.readline()  # another notebook, still open
+    """), str(journal.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert [r["run_id"] for r in journal.unfinished()] == ["alive"]
+        assert journal.unfinished(orphans_only=True) == []
+    finally:
+        child.communicate("bye\n", timeout=60)
+    assert [r["run_id"] for r in journal.unfinished(orphans_only=True)] == ["alive"]  # its process is gone
+    intent(journal, "old", started=0)  # started long before this process: mine only if claimed since
+    assert [r["run_id"] for r in journal.unfinished(orphans_only=True)] == ["alive", "old"]
+    journal.claim("old")
+    assert [r["run_id"] for r in journal.unfinished(orphans_only=True)] == ["alive"]
+
+
 def test_unknown_id_lists_the_ten_most_recent(journal):
     for i in range(12):
         intent(journal, f"run-{i:02d}", started=i)
