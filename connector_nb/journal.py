@@ -1,8 +1,10 @@
 """SQLite journal of launched runs: what was launched, where, and every phase it reached.
 
 It is what lets a restarted kernel find its runs again. The *intent* row is committed before ``create`` is
-called, so a process killed at any point leaves a trace; transitions are appended (never rewritten) by a
-writer thread in batches, off the caller's path; a run in a terminal phase is never reopened. Several
+called and the resource meta as soon as ``create`` returns, so a process killed at any point leaves a trace
+and keeps the handle of every job it created; transitions are appended (never rewritten) by a writer thread
+in batches, off the caller's path (committed within ~20 ms, or at ``flush()``); a run in a terminal phase
+is never reopened. Several
 processes may share one journal file (SQLite WAL). Nothing secret is stored: inputs and the template's
 ``custom`` are redacted, messages masked, and resource meta that carries a secret is not kept.
 """
@@ -161,16 +163,16 @@ class Journal:
             self._known[run_id] = known
 
     def created(self, run_id: str, resource_meta: bytes | None) -> None:
-        """``create`` returned ``resource_meta``: the run is QUEUED and reattachable (written in the background)."""
-        self._put("created", run_id, resource_meta, _utcnow())
+        """``create`` returned ``resource_meta``: the run is QUEUED and reattachable; committed when this returns."""
+        self._now("created", run_id, resource_meta, _utcnow())  # the handle to a live job: never left in a queue
 
     def outcome_unknown(self, run_id: str, detail: str) -> None:
         """``create`` may have reached the connector without an answer: flag the run, keep it listed as unfinished."""
-        self._put("unknown", run_id, detail)
+        self._now("unknown", run_id, detail)
 
     def create_failed(self, run_id: str, detail: str) -> None:
         """``create`` raised, so the job does not exist: the run ends FAILED with ``detail``."""
-        self._put("transition", run_id, "FAILED", f"create failed: {detail}", _utcnow(), "")
+        self._now("transition", run_id, "FAILED", f"create failed: {detail}", _utcnow(), "")
 
     def transition(self, run_id: str, phase: str, message: str, at: datetime, flag: str = "") -> None:
         """Append a phase change (written in the background); ignored once the run is in a terminal phase."""
@@ -281,6 +283,13 @@ class Journal:
             log.debug("journal closed: dropped a late %s for run %s", op[0], op[1])
             return
         self._queue.put(op)
+
+    def _now(self, *op: Any) -> None:
+        """Commit ``op`` on the caller's thread (rare writes that must not wait in the queue)."""
+        if self._closed:
+            log.warning("journal %s closed: %s for run %s not written", self.path, op[0], op[1])
+            return
+        self._transaction([op])
 
     def _unknown(self, run_id: str) -> UnknownRunError:
         recent = [r[0] for r in self._db.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 10")]

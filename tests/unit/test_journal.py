@@ -111,7 +111,7 @@ KILLED_CHILD = """
     from connector_nb.journal import Journal
     j = Journal(sys.argv[1])
     now = datetime.now(timezone.utc)
-    for i in range(3):
+    for i in range(4):
         j.intent(run_id=f"k{i}", task_type="sleep", version=1, target="local", inputs={"i": i}, template=b"",
                  output_prefix="", started_at=now)
     j.created("k0", b"meta-0")
@@ -119,6 +119,7 @@ KILLED_CHILD = """
     j.transition("k1", "RUNNING", "only", now)
     j.flush()
     j.transition("k0", "RUNNING", "maybe lost", now)
+    j.created("k3", b"meta-3")  # create returned just before the kill: its handle must survive
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -133,8 +134,9 @@ def test_sigkill_right_after_writing_leaves_intents_and_flushed_transitions(tmp_
         assert [t["message"] for t in k0["transitions"]][:2] == ["created", "first"]
         assert j.get("k1")["phase"] == "RUNNING"
         assert j.get("k2")["phase"] == "CREATING"  # killed "during create": only the intent
+        assert (j.get("k3")["phase"], j.get("k3")["resource_meta"]) == ("QUEUED", b"meta-3")
         orphans = j.unfinished(exclude_pid=os.getpid())
-        assert {r["run_id"] for r in orphans} == {"k0", "k1", "k2"}
+        assert {r["run_id"] for r in orphans} == {"k0", "k1", "k2", "k3"}
         assert {r["pid"] for r in orphans} == {child_pid(j)}
 
 
