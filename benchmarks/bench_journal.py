@@ -69,15 +69,18 @@ def sustained(folder: Path, seconds: float = 5.0) -> None:
         journal.flush()
         elapsed = time.perf_counter() - start
         rows = sqlite3.connect(journal.path).execute("SELECT count(*) FROM transitions").fetchone()[0]
+        wal = Path(f"{journal.path}-wal").stat().st_size / 2**20
+        size = journal.path.stat().st_size / 2**20
     print(f"sustained, one thread flat out for {seconds:g} s: {launches / elapsed:,.0f} launches/s, "
-          f"{rows / elapsed:,.0f} transition rows/s committed ({rows:,} rows, {journal.dropped} dropped)")
+          f"{rows / elapsed:,.0f} transition rows/s committed ({rows:,} rows, {journal.dropped} dropped); "
+          f"database {size:.1f} MiB, WAL {wal:.1f} MiB (checkpointed by the writer thread)")
 
 
 def paced(folder: Path, rate: int = 1000, seconds: float = 5.0) -> None:
     """1,000 launches/s with 5 transitions each: how busy the caller is, and the backlog left at the end."""
     now = datetime.now(timezone.utc)
     with Journal(folder / "paced.sqlite3") as journal:
-        start, busy, launches = time.perf_counter(), 0.0, 0
+        start, busy, launches, slowest = time.perf_counter(), 0.0, 0, 0.0
         while (elapsed := time.perf_counter() - start) < seconds:
             if launches >= elapsed * rate:
                 time.sleep(0.001)  # pacing the load generator, not waiting on a result
@@ -88,14 +91,14 @@ def paced(folder: Path, rate: int = 1000, seconds: float = 5.0) -> None:
             journal.created(run_id, b'{"job": 1}')
             for phase in ("RUNNING",) * (TRANSITIONS - 1) + ("SUCCEEDED",):
                 journal.transition(run_id, phase, "", now)
-            busy += time.perf_counter() - t0
-            launches += 1
+            spent = time.perf_counter() - t0
+            busy, slowest, launches = busy + spent, max(slowest, spent), launches + 1
         t0 = time.perf_counter()
         journal.flush()
         backlog = time.perf_counter() - t0
     print(f"paced at {rate:,} launches/s x {TRANSITIONS} transitions for {seconds:g} s: {launches:,} launches, "
-          f"caller thread busy {100 * busy / seconds:.1f}% of the time ({1e6 * busy / launches:.0f} µs per launch), "
-          f"backlog at the end flushed in {backlog * 1000:.0f} ms")
+          f"caller thread busy {100 * busy / seconds:.1f}% of the time ({1e6 * busy / launches:.0f} µs per launch, "
+          f"slowest {slowest * 1000:.1f} ms), backlog at the end flushed in {backlog * 1000:.0f} ms")
 
 
 def unbatched(folder: Path, n: int = 3000) -> None:
