@@ -20,11 +20,12 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping  # abc isinstance checks are ~10x faster than typing's
 from contextlib import suppress
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from . import secrets as _secrets
 from .errors import InputError, JournalError, JournalVersionError, UnknownRunError
@@ -597,6 +598,9 @@ def _redact_template(template: bytes, known: list[str]) -> bytes:
         message = tasks_pb2.TaskTemplate.FromString(template)
     except DecodeError:
         raise InputError("template: expected the bytes of a serialized flyteidl TaskTemplate") from None
+    text = template.decode("utf-8", "replace")
+    if not is_secret_name(text) and _masked(text, known) == text:
+        return template  # no secret-looking name or value anywhere in it (the common case): kept as it is
     if message.HasField("custom"):
         clean = _scrub(redact(json_format.MessageToDict(message.custom)), known)
         message.custom.Clear()
