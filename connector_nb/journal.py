@@ -57,8 +57,7 @@ CREATE TABLE runs (
     inputs TEXT NOT NULL, template BLOB, resource_meta BLOB, output_prefix TEXT,
     phase TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', started_at TEXT NOT NULL, ended_at TEXT,
     unknown_outcome INTEGER NOT NULL DEFAULT 0, pid INTEGER, host TEXT, flags TEXT NOT NULL DEFAULT '',
-    claimed_at TEXT);
-CREATE INDEX runs_started ON runs(started_at);
+    claimed_at TEXT) WITHOUT ROWID;
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, phase TEXT NOT NULL, message TEXT NOT NULL,
     at TEXT NOT NULL, flag TEXT NOT NULL DEFAULT '');
@@ -245,7 +244,7 @@ class Journal:
         self._check_open()
         self.flush()
         with self._lock:
-            rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC", args)
+            rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, run_id DESC", args)
             found = rows.fetchall()
             transitions = self._transitions(f"WHERE run_id IN (SELECT run_id FROM runs {where})", args)
         return [_journal_row(r, transitions.get(r["run_id"], [])) for r in found
@@ -259,7 +258,7 @@ class Journal:
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit: expected a non-negative int or None, got {limit!r}")
         sql = ("SELECT run_id, task_type, target, phase, unknown_outcome, started_at, ended_at, message FROM runs"
-               + (f" WHERE {_OPEN}" if unfinished_only else "") + " ORDER BY started_at DESC, rowid DESC"
+               + (f" WHERE {_OPEN}" if unfinished_only else "") + " ORDER BY started_at DESC, run_id DESC"
                + (f" LIMIT {limit}" if limit is not None else ""))
         self._check_open()
         self.flush()
