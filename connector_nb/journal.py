@@ -77,8 +77,9 @@ _INSERT_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, te
 _INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES (?, ?, ?, ?, ?)"
 _CREATED = ("INSERT INTO transitions (run_id, phase, message, at, flag) "
             "SELECT run_id, 'QUEUED', 'created', ?, '' FROM runs WHERE run_id = ? AND phase = 'CREATING'")
-_QUEUED = "UPDATE runs SET phase = 'QUEUED', message = 'created' WHERE run_id = ? AND phase = 'CREATING'"
-_STORE_META = f"UPDATE runs SET resource_meta = ? WHERE run_id = ? AND {_OPEN}"
+# In an UPDATE every right-hand side sees the old row: phase and message move on only from CREATING.
+_STORE_META = ("UPDATE runs SET resource_meta = ?, phase = CASE phase WHEN 'CREATING' THEN 'QUEUED' ELSE phase END, "
+               f"message = CASE phase WHEN 'CREATING' THEN 'created' ELSE message END WHERE run_id = ? AND {_OPEN}")
 _STATE = f"UPDATE runs SET phase = ?, message = ?, ended_at = ? WHERE run_id = ? AND {_OPEN}"
 _ADD_FLAG = ("UPDATE runs SET flags = CASE WHEN instr(',' || flags || ',', ',' || ?1 || ',') > 0 THEN flags "
              f"WHEN flags = '' THEN ?1 ELSE flags || ',' || ?1 END WHERE run_id = ?2 AND {_OPEN}")
@@ -399,7 +400,6 @@ class Journal:
             return self._append(ops)
         if kind == "created":
             db.executemany(_CREATED, [(_iso(at), r) for _, r, _meta, at in ops])
-            db.executemany(_QUEUED, [(r,) for _, r, _meta, _at in ops])
             db.executemany(_STORE_META, [(_storable_meta(m, self._known.get(r, [])), r) for _, r, m, _at in ops])
         elif kind == "unknown":
             db.executemany(_UNKNOWN, [(self._mask(r, str(d)), r) for _, r, d in ops])
@@ -625,6 +625,8 @@ def _storable_meta(meta: bytes | None, known: list[str]) -> bytes | None:
         return None
     if any(secret.encode() in meta for secret in known if len(secret) >= 3):
         return None
+    if not is_secret_name(meta.decode("utf-8", "replace")):
+        return meta  # no secret-looking name anywhere in it: no need to parse it
     try:
         fields = json.loads(meta)
     except (ValueError, UnicodeDecodeError):
