@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from flyteidl.core import tasks_pb2
 from connector_nb import journal as journal_module
 from connector_nb.errors import InputError, JournalError, JournalVersionError, UnknownRunError
 from connector_nb.journal import SCHEMA_VERSION, Journal, default_home
+from connector_nb.testing import wait_until
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -210,6 +212,25 @@ def test_transitions_from_many_threads_all_land(journal):
     for n in range(8):
         assert [t["message"] for t in journal.history(f"t{n}")] == [str(i) for i in range(400)]
     assert journal.dropped == 0
+
+
+def test_the_writer_thread_checkpoints_the_wal_into_the_database(journal, tmp_path):
+    for i in range(50):
+        intent(journal, f"r{i}")
+        journal.transition(f"r{i}", "RUNNING", "", at(1))
+    journal.flush()
+
+    def rows_in_database_file() -> int:
+        copy = tmp_path / "copy.sqlite3"
+        copy.write_bytes(journal.path.read_bytes())  # the database file alone: what its WAL holds is not there
+        with closing(sqlite3.connect(copy)) as db:
+            try:
+                return int(db.execute("SELECT count(*) FROM transitions").fetchone()[0])
+            except sqlite3.DatabaseError:  # no tables yet, or a copy taken mid-checkpoint
+                return -1
+
+    wait_until(lambda: rows_in_database_file() == 50, timeout=30, interval=0.1, what="a background checkpoint")
+    assert journal.get("r49")["phase"] == "RUNNING"
 
 
 # -- rules -------------------------------------------------------------------------------------
