@@ -122,15 +122,15 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         """Open (creating, or migrating from the old format) the journal at ``path``, default ``default_home()``."""
-        if path is None:
-            home = default_home()
-            _private_dir(home, enforce=True)  # our own state dir: tightened even if it already existed
-            self.path = home / FILE_NAME
-        elif isinstance(path, (str, os.PathLike)):
-            self.path = Path(path).expanduser()
-            _private_dir(self.path.parent, enforce=False)  # a folder the user chose: only new ones are made 0700
-        else:
+        if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a str, os.PathLike or None, got {type(path).__name__}")
+        self.path = Path(path).expanduser() if path is not None else default_home() / FILE_NAME
+        try:  # our own state dir is tightened even if it existed; a folder the user chose only if we make it
+            _private_dir(self.path.parent, enforce=path is None)
+            _create_private(self.path)
+        except OSError as e:
+            raise JournalError(f"cannot create the journal at {self.path}: {e.strerror or e} "
+                               "(set CONNECTOR_NB_HOME, pass journal='path', or journal=False)") from e
         self._lock = threading.Lock()  # one connection, shared by the caller threads and the writer thread
         self._db = self._open()
         self._pid, self._host = os.getpid(), socket.gethostname()

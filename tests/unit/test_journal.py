@@ -491,6 +491,15 @@ def test_bad_input_gets_documented_errors(journal):
         journal.frame(limit=-1)
 
 
+def test_a_journal_that_cannot_be_created_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(JournalError, match="cannot create the journal at .*a-file/journal.sqlite3"):
+        Journal(tmp_path / "a-file" / "journal.sqlite3")
+    monkeypatch.setenv("CONNECTOR_NB_HOME", str(tmp_path / "a-file" / "home"))
+    with pytest.raises(JournalError, match="set CONNECTOR_NB_HOME"):
+        Journal()
+
+
 def test_close_is_idempotent_and_late_writes_are_dropped(tmp_path):
     j = Journal(tmp_path / "journal.sqlite3")
     intent(j, "r1")
