@@ -136,6 +136,7 @@ class Journal:
         self._pid, self._host = os.getpid(), socket.gethostname()
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._dirty, self._checkpointed = False, time.monotonic()
+        self._rejected: set[str] = set()  # run ids whose queued intent was a duplicate (writer thread only)
         self._hurry = threading.Event()  # set by flush() and close(): commit what is queued now
         self._known: dict[str, list[str]] = {}  # secret input values of open runs, to mask them in messages
         self._closed = False
@@ -151,6 +152,31 @@ class Journal:
         template: bytes, output_prefix: str | None, started_at: datetime,
     ) -> None:
         """Record a launch before ``create`` is called; committed (visible to every process) when it returns."""
+        row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
+        with self._lock:
+            try:
+                self._db.execute(_INSERT_RUN, row)  # autocommit: durable once execute returns
+            except sqlite3.IntegrityError:
+                raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
+        self._dirty = True
+
+    async def intent_async(
+        self, *, run_id: str, task_type: str, version: int, target: str, inputs: Mapping[str, Any],
+        template: bytes, output_prefix: str | None, started_at: datetime,
+    ) -> None:
+        """``intent()`` for coroutines: committed when it returns, without blocking the event loop.
+
+        Launches waiting at the same moment share one commit (group commit), which is what makes many
+        concurrent launches cheap.
+        """
+        row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
+        await self._committed(("intent", row))
+
+    def _intent_row(
+        self, run_id: str, task_type: str, version: int, target: str, inputs: Mapping[str, Any], template: bytes,
+        output_prefix: str | None, started_at: datetime,
+    ) -> tuple[Any, ...]:
+        """The checked, redacted row of an intent; remembers the run's secret values to mask its messages."""
         self._check_open()
         for name, value, kind in (("run_id", run_id, str), ("task_type", task_type, str), ("target", target, str),
                                   ("version", version, int), ("inputs", inputs, Mapping),
@@ -159,18 +185,20 @@ class Journal:
         known, inputs_json = _clean_inputs(inputs)
         row = (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
                output_prefix, _iso(started_at), self._pid, self._host)
-        with self._lock:
-            try:
-                self._db.execute(_INSERT_RUN, row)  # autocommit: durable once execute returns
-            except sqlite3.IntegrityError:
-                raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
-        self._dirty = True
         if known:
             self._known[run_id] = known
+        return row
 
     def created(self, run_id: str, resource_meta: bytes | None) -> None:
         """``create`` returned ``resource_meta``: the run is QUEUED and reattachable; committed when this returns."""
         self._now("created", run_id, resource_meta, _utcnow())  # the handle to a live job: never left in a queue
+
+    async def created_async(self, run_id: str, resource_meta: bytes | None) -> None:
+        """``created()`` for coroutines: committed when it returns (shared with others), not blocking the loop."""
+        if self._closed:
+            log.warning("journal %s closed: created for run %s not written", self.path, run_id)
+            return
+        await self._committed(("created", run_id, resource_meta, _utcnow()))
 
     def outcome_unknown(self, run_id: str, detail: str) -> None:
         """``create`` may have reached the connector without an answer: flag the run, keep it listed as unfinished."""
@@ -299,6 +327,18 @@ class Journal:
             return
         self._transaction([op])
 
+    async def _committed(self, op: tuple[Any, ...]) -> None:
+        """Queue ``op`` and wait (without blocking the loop) until the writer thread has committed it."""
+        import asyncio
+
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put(op)
+        self._queue.put(("notify", loop, done, op))  # after op in the queue: settled once op is committed
+        self._hurry.set()  # someone waits: no lingering
+        await done
+
     def _unknown(self, run_id: str) -> UnknownRunError:
         recent = [r[0] for r in self._db.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 10")]
         return UnknownRunError(f"no run {run_id!r} in the journal at {self.path}; "
@@ -338,17 +378,37 @@ class Journal:
                 checkpointer.close()
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
-        work = [op for op in batch if op[0] not in ("flush", "stop")]
+        work = [op for op in batch if op[0] not in ("flush", "stop", "notify")]
+        failed: BaseException | None = None
         try:
             if work:
                 self._commit(work)
-        except Exception:  # never let the writer die: flushers would wait forever
+        except Exception as e:  # never let the writer die: flushers would wait forever
+            failed = e
             self.dropped += len(work)
             log.exception("journal %s: %d writes lost", self.path, len(work))
         finally:
             for op in batch:
                 if op[0] == "flush":
                     op[1].set()
+                elif op[0] == "notify":
+                    self._settle(op[1], op[2], op[3], failed)
+
+    def _settle(self, loop: Any, done: Any, op: tuple[Any, ...], failed: BaseException | None) -> None:
+        """Wake the coroutine waiting for ``op`` on its loop: done, or the error that kept it out."""
+        error: BaseException | None = None
+        if failed is not None:
+            error = JournalError(f"journal {self.path}: the write was lost ({failed})")
+        elif op[0] == "intent" and op[1][0] in self._rejected:
+            self._rejected.discard(op[1][0])
+            error = ValueError(f"run_id {op[1][0]!r} is already in the journal at {self.path}")
+
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None) if error is None else done.set_exception(error)
+
+        with suppress(RuntimeError):  # the loop was closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle)
 
     def _checkpoint(self, checkpointer: sqlite3.Connection | None) -> sqlite3.Connection | None:
         """Copy the WAL into the database from this thread's own connection, when due.
@@ -398,7 +458,13 @@ class Journal:
         db = self._db
         if kind == "transition":
             return self._append(ops)
-        if kind == "created":
+        if kind == "intent":
+            for op in ops:
+                try:
+                    db.execute(_INSERT_RUN, op[1])
+                except sqlite3.IntegrityError:  # a duplicate run id: only this statement is undone
+                    self._rejected.add(op[1][0])
+        elif kind == "created":
             db.executemany(_CREATED, [(_iso(at), r) for _, r, _meta, at in ops])
             db.executemany(_STORE_META, [(_storable_meta(m, self._known.get(r, [])), r) for _, r, m, _at in ops])
         elif kind == "unknown":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -165,6 +166,32 @@ def test_writes_queued_at_normal_exit_are_flushed_by_atexit(tmp_path):
     assert child.returncode == 0, child.stderr
     with Journal(path) as j:
         assert j.get("e")["phase"] == "SUCCEEDED" and len(j.history("e")) == 501
+
+
+def test_async_intents_and_created_are_committed_when_awaited(journal):
+    async def launch(i: int) -> None:
+        await journal.intent_async(run_id=f"a{i}", task_type="t", version=1, target="local",
+                                   inputs={"i": i, "token": f"tok-{i:04d}"}, template=b"", output_prefix="",
+                                   started_at=at(i))
+        await journal.created_async(f"a{i}", f"meta-{i}".encode())
+
+    async def main() -> None:
+        await launch(7)
+        with pytest.raises(ValueError, match="run_id 'a7' is already in the journal"):
+            await launch(7)
+        # the last thing awaited: nothing after it could be what commits it
+        await asyncio.gather(*(launch(i) for i in range(300) if i != 7))  # waiting together, they share commits
+
+    asyncio.run(main())
+    child = run_child("""
+        import sqlite3, sys
+        db = sqlite3.connect(sys.argv[1])
+        print(db.execute("SELECT count(*), count(resource_meta) FROM runs WHERE phase = 'QUEUED'").fetchone())
+    """, str(journal.path))
+    assert child.stdout.strip() == "(300, 300)", child.stderr
+    assert journal.get("a7")["inputs"] == {"i": 7, "token": "••••"} and journal.get("a7")["resource_meta"] == b"meta-7"
+    raw = journal.path.read_bytes() + Path(f"{journal.path}-wal").read_bytes()
+    assert b"tok-0" not in raw
 
 
 def test_two_processes_write_one_journal_at_the_same_time(tmp_path):
