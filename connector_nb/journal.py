@@ -388,27 +388,24 @@ class Journal:
             self.dropped += len(work)
             log.exception("journal %s: %d writes lost", self.path, len(work))
         finally:
+            waiting: dict[Any, list[tuple[Any, BaseException | None]]] = {}
             for op in batch:
                 if op[0] == "flush":
                     op[1].set()
                 elif op[0] == "notify":
-                    self._settle(op[1], op[2], op[3], failed)
+                    waiting.setdefault(op[1], []).append((op[2], self._outcome(op[3], failed)))
+            for loop, settled in waiting.items():  # one wake-up per loop and batch, not one per waiter
+                with suppress(RuntimeError):  # the loop was closed meanwhile: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, settled)
 
-    def _settle(self, loop: Any, done: Any, op: tuple[Any, ...], failed: BaseException | None) -> None:
-        """Wake the coroutine waiting for ``op`` on its loop: done, or the error that kept it out."""
-        error: BaseException | None = None
+    def _outcome(self, op: tuple[Any, ...], failed: BaseException | None) -> BaseException | None:
+        """None if ``op`` was committed, else the error for the coroutine waiting for it."""
         if failed is not None:
-            error = JournalError(f"journal {self.path}: the write was lost ({failed})")
-        elif op[0] == "intent" and op[1][0] in self._rejected:
+            return JournalError(f"journal {self.path}: the write was lost ({failed})")
+        if op[0] == "intent" and op[1][0] in self._rejected:
             self._rejected.discard(op[1][0])
-            error = ValueError(f"run_id {op[1][0]!r} is already in the journal at {self.path}")
-
-        def settle() -> None:
-            if not done.done():
-                done.set_result(None) if error is None else done.set_exception(error)
-
-        with suppress(RuntimeError):  # the loop was closed meanwhile: nobody waits any more
-            loop.call_soon_threadsafe(settle)
+            return ValueError(f"run_id {op[1][0]!r} is already in the journal at {self.path}")
+        return None
 
     def _checkpoint(self, checkpointer: sqlite3.Connection | None) -> sqlite3.Connection | None:
         """Copy the WAL into the database from this thread's own connection, when due.
@@ -606,6 +603,17 @@ def _old_transitions(text: str | None) -> list[dict[str, str]]:
         return []
     return [{"phase": str(t["phase"]), "message": str(t.get("message") or ""), "at": str(t["at"])}
             for t in items if isinstance(t, dict) and "phase" in t and "at" in t]
+
+
+def _settle(settled: list[tuple[Any, BaseException | None]]) -> None:
+    """On the waiters' loop: finish each future, with its error if it has one."""
+    for done, error in settled:
+        if done.done():
+            continue  # its waiter was cancelled
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 def _journal_row(row: sqlite3.Row, transitions: list[dict[str, str]]) -> JournalRow:
