@@ -4,9 +4,10 @@ It is what lets a restarted kernel find its runs again. The *intent* row is comm
 called and the resource meta as soon as ``create`` returns, so a process killed at any point leaves a trace
 and keeps the handle of every job it created; transitions are appended (never rewritten) by a writer thread
 in batches, off the caller's path (committed within ~20 ms, or at ``flush()``); a run in a terminal phase
-is never reopened. Several
-processes may share one journal file (SQLite WAL). Nothing secret is stored: inputs and the template's
-``custom`` are redacted, messages masked, and resource meta that carries a secret is not kept.
+is never reopened. Several processes may share one journal file (SQLite WAL). Nothing secret is stored:
+inputs and the template's ``custom`` are redacted, messages masked, and resource meta that carries a secret
+is not kept. Coroutines can use ``intent_async``/``created_async``: same guarantee, and concurrent launches
+share commits.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ class Journal:
 
     def claim(self, run_id: str) -> None:
         """Mark ``run_id`` as watched by this process (after a reattach), so ``unfinished`` here skips it."""
-        self._put("claim", self._pid, self._host, _iso(_utcnow()), run_id)
+        self._put("claim", run_id, self._pid, self._host, _iso(_utcnow()))
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything written so far is committed; JournalError if that takes over ``timeout`` s."""
@@ -284,7 +285,7 @@ class Journal:
         """Journaled runs, newest first: id, task type, target, age, phase, unknown outcome, times, message."""
         import pandas as pd
 
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             raise ValueError(f"limit: expected a non-negative int or None, got {limit!r}")
         sql = ("SELECT run_id, task_type, target, phase, unknown_outcome, started_at, ended_at, message FROM runs"
                + (f" WHERE {_OPEN}" if unfinished_only else "") + " ORDER BY started_at DESC, run_id DESC"
@@ -467,7 +468,7 @@ class Journal:
         elif kind == "unknown":
             db.executemany(_UNKNOWN, [(self._mask(r, str(d)), r) for _, r, d in ops])
         elif kind == "claim":
-            db.executemany(_CLAIM, [op[1:] for op in ops])
+            db.executemany(_CLAIM, [(pid, host, at, r) for _, r, pid, host, at in ops])
         return set()
 
     def _append(self, ops: list[tuple[Any, ...]]) -> set[str]:
