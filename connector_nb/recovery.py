@@ -64,8 +64,7 @@ class Ledger:
                 self.journal.create_failed(run_id, str(masked_error))
             raise masked_error  # noqa: B904 (the chain is kept, masked)
         if self.journal is not None:
-            self.journal.created(run_id, meta)
-            await self.journal.flushed()  # the handle is on disk before launch returns: a crash can't lose it
+            await self.journal.created_async(run_id, meta)  # on disk before launch returns: a crash can't lose it
         return meta
 
     def watch(self, run: Run, written: int = 1, claim: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from flyteidl.core import tasks_pb2
 from connector_nb import journal as journal_module
 from connector_nb.errors import InputError, JournalError, JournalVersionError, UnknownRunError
 from connector_nb.journal import SCHEMA_VERSION, Journal, default_home
+from connector_nb.testing import wait_until
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -111,7 +114,7 @@ KILLED_CHILD = """
     from connector_nb.journal import Journal
     j = Journal(sys.argv[1])
     now = datetime.now(timezone.utc)
-    for i in range(3):
+    for i in range(4):
         j.intent(run_id=f"k{i}", task_type="sleep", version=1, target="local", inputs={"i": i}, template=b"",
                  output_prefix="", started_at=now)
     j.created("k0", b"meta-0")
@@ -119,6 +122,7 @@ KILLED_CHILD = """
     j.transition("k1", "RUNNING", "only", now)
     j.flush()
     j.transition("k0", "RUNNING", "maybe lost", now)
+    j.created("k3", b"meta-3")  # create returned just before the kill: its handle must survive
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -133,8 +137,9 @@ def test_sigkill_right_after_writing_leaves_intents_and_flushed_transitions(tmp_
         assert [t["message"] for t in k0["transitions"]][:2] == ["created", "first"]
         assert j.get("k1")["phase"] == "RUNNING"
         assert j.get("k2")["phase"] == "CREATING"  # killed "during create": only the intent
+        assert (j.get("k3")["phase"], j.get("k3")["resource_meta"]) == ("QUEUED", b"meta-3")
         orphans = j.unfinished(exclude_pid=os.getpid())
-        assert {r["run_id"] for r in orphans} == {"k0", "k1", "k2"}
+        assert {r["run_id"] for r in orphans} == {"k0", "k1", "k2", "k3"}
         assert {r["pid"] for r in orphans} == {child_pid(j)}
 
 
@@ -161,6 +166,29 @@ def test_writes_queued_at_normal_exit_are_flushed_by_atexit(tmp_path):
     assert child.returncode == 0, child.stderr
     with Journal(path) as j:
         assert j.get("e")["phase"] == "SUCCEEDED" and len(j.history("e")) == 501
+
+
+def test_async_intents_and_created_are_committed_when_awaited(journal):
+    async def launch(i: int) -> None:
+        await journal.intent_async(run_id=f"a{i}", task_type="t", version=1, target="local",
+                                   inputs={"i": i, "token": f"tok-{i:04d}"}, template=b"", output_prefix="",
+                                   started_at=at(i))
+        await journal.created_async(f"a{i}", f"meta-{i}".encode())
+
+    async def main() -> None:
+        await launch(7)
+        with pytest.raises(ValueError, match="run_id 'a7' is already in the journal"):
+            await launch(7)
+        # the last thing awaited: nothing after it could be what commits it
+        await asyncio.gather(*(launch(i) for i in range(300) if i != 7))  # waiting together, they share commits
+
+    asyncio.run(main())
+    with closing(sqlite3.connect(journal.path)) as other:  # another connection, at once (the writer lingers 20 ms)
+        counts = other.execute("SELECT count(*), count(resource_meta) FROM runs WHERE phase = 'QUEUED'").fetchone()
+    assert counts == (300, 300)
+    assert journal.get("a7")["inputs"] == {"i": 7, "token": "••••"} and journal.get("a7")["resource_meta"] == b"meta-7"
+    raw = journal.path.read_bytes() + Path(f"{journal.path}-wal").read_bytes()
+    assert b"tok-0" not in raw
 
 
 def test_two_processes_write_one_journal_at_the_same_time(tmp_path):
@@ -208,6 +236,25 @@ def test_transitions_from_many_threads_all_land(journal):
     for n in range(8):
         assert [t["message"] for t in journal.history(f"t{n}")] == [str(i) for i in range(400)]
     assert journal.dropped == 0
+
+
+def test_the_writer_thread_checkpoints_the_wal_into_the_database(journal, tmp_path):
+    for i in range(50):
+        intent(journal, f"r{i}")
+        journal.transition(f"r{i}", "RUNNING", "", at(1))
+    journal.flush()
+
+    def rows_in_database_file() -> int:
+        copy = tmp_path / "copy.sqlite3"
+        copy.write_bytes(journal.path.read_bytes())  # the database file alone: what its WAL holds is not there
+        with closing(sqlite3.connect(copy)) as db:
+            try:
+                return int(db.execute("SELECT count(*) FROM transitions").fetchone()[0])
+            except sqlite3.DatabaseError:  # no tables yet, or a copy taken mid-checkpoint
+                return -1
+
+    wait_until(lambda: rows_in_database_file() == 50, timeout=30, interval=0.1, what="a background checkpoint")
+    assert journal.get("r49")["phase"] == "RUNNING"
 
 
 # -- rules -------------------------------------------------------------------------------------
@@ -292,6 +339,30 @@ def test_unfinished_skips_the_live_process_and_frame_summarises(journal):
     assert list(journal.frame(unfinished_only=True)["run_id"]) == ["mine", "theirs"]
     assert list(journal.frame(limit=1)["run_id"]) == ["finished"]
     assert journal.frame(limit=0).empty
+
+
+def test_orphans_only_skips_runs_of_processes_still_alive(journal):
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        from datetime import datetime, timezone
+        from connector_nb.journal import Journal
+        with Journal(sys.argv[1]) as j:
+            j.intent(run_id="alive", task_type="t", version=1, target="local", inputs={}, template=b"",
+                     output_prefix="", started_at=datetime.now(timezone.utc))
+            print("ready", flush=True)
+            sys.stdin.readline()  # another notebook, still open
+    """), str(journal.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert [r["run_id"] for r in journal.unfinished()] == ["alive"]
+        assert journal.unfinished(orphans_only=True) == []
+    finally:
+        child.communicate("bye\n", timeout=60)
+    assert [r["run_id"] for r in journal.unfinished(orphans_only=True)] == ["alive"]  # its process is gone
+    intent(journal, "old", started=0)  # started long before this process: mine only if claimed since
+    assert [r["run_id"] for r in journal.unfinished(orphans_only=True)] == ["alive", "old"]
+    journal.claim("old")
+    assert [r["run_id"] for r in journal.unfinished(orphans_only=True)] == ["alive"]
 
 
 def test_unknown_id_lists_the_ten_most_recent(journal):
@@ -442,6 +513,15 @@ def test_bad_input_gets_documented_errors(journal):
         journal.transition("r1", "RUNNING", "", "now")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="limit: expected a non-negative int"):
         journal.frame(limit=-1)
+
+
+def test_a_journal_that_cannot_be_created_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(JournalError, match="cannot create the journal at .*a-file/journal.sqlite3"):
+        Journal(tmp_path / "a-file" / "journal.sqlite3")
+    monkeypatch.setenv("CONNECTOR_NB_HOME", str(tmp_path / "a-file" / "home"))
+    with pytest.raises(JournalError, match="set CONNECTOR_NB_HOME"):
+        Journal()
 
 
 def test_close_is_idempotent_and_late_writes_are_dropped(tmp_path):
