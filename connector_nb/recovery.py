@@ -7,11 +7,12 @@ outcome (created, failed, or unknown), and appends every transition a run record
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Awaitable, Mapping
 
-from .errors import CallTimeoutError, ConnectorNbError, CreateOutcomeUnknownError
+from .errors import CallTimeoutError, ConnectorNbError, CreateOutcomeUnknownError, JournalError
 from .polling import with_deadline
 from .run import Run, Transition
 from .secrets import mask_error
@@ -19,6 +20,8 @@ from .secrets import mask_error
 if TYPE_CHECKING:
     from .journal import Journal
     from .transports.base import TaskCategory
+
+log = logging.getLogger(__name__)
 
 
 def open_journal(journal: Journal | str | bool | None) -> Journal | None:
@@ -29,7 +32,13 @@ def open_journal(journal: Journal | str | bool | None) -> Journal | None:
 
     if isinstance(journal, Journal):
         return journal
-    return Journal(None if journal in (None, True) else str(journal))
+    if journal is None:  # the default: a journal that cannot be opened must not stop the session
+        try:
+            return Journal()
+        except JournalError as e:
+            log.warning("no run journal (runs will not be recoverable after a crash): %s", e)
+            return None
+    return Journal(None if journal is True else str(journal))
 
 
 class Ledger:
@@ -87,7 +96,8 @@ class Ledger:
 
     def unfinished(self, what: str) -> list[Mapping[str, Any]]:
         """Runs that other processes left unfinished, newest first."""
-        return list(self._need(what).unfinished(exclude_pid=os.getpid()))
+        # orphans only: a live notebook's runs are its own (it polls them), not a dead kernel's to take over
+        return list(self._need(what).unfinished(exclude_pid=os.getpid(), orphans_only=True))
 
     def reattachable(self, run_id: str) -> Mapping[str, Any]:
         """The journal row of ``run_id``; an error says why when it has no handle to poll."""
