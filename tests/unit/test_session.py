@@ -489,3 +489,30 @@ def test_reattach_keeps_inputs_start_and_history_and_never_reopens_a_finished_ru
     with Session(registry=registry, poll=fast_policy(), journal=path, output_dir=str(tmp_path)) as third:
         # the cancellation is the external system's state too (sleep keeps it on disk): never SUCCEEDED later
         assert third.reattach(sleeper.run_id).phase == "ABORTED"
+
+
+def test_a_session_leaves_no_scratch_folder_behind(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp makes scratch folders
+    with Session(poll=fast_policy()) as listing:
+        listing.connectors()
+    assert list(tmp_path.glob("connector-nb-*")) == []  # nothing made when nothing needs an output location
+    with Session(poll=fast_policy()) as session:
+        session.launch("sleep", seconds=0.05).wait(timeout=10)
+        assert len(list(tmp_path.glob("connector-nb-*"))) == 1
+    assert list(tmp_path.glob("connector-nb-*")) == []  # removed on close
+
+
+def test_retention_keeps_memory_bounded_and_history_reads_the_journal(tmp_path):
+    fake = FakeConnector(script=["SUCCEEDED"])
+    with Session(registry=ConnectorRegistry([fake]), poll=fast_policy(), journal=str(tmp_path / "j.sqlite3"),
+                 output_dir=str(tmp_path), retain=5) as session:
+        runs = [session.launch("fake") for _ in range(20)]
+        for run in runs:
+            run.wait(timeout=10)
+        wait_until(lambda: len(session.runs) <= 5, what="retention")
+        assert [r.run_id for r in session.runs] == [r.run_id for r in runs[-5:]]
+        frame = session.runs_frame(history=True)
+        assert set(frame["run_id"]) == {r.run_id for r in runs} and set(frame["phase"]) == {"SUCCEEDED"}
+        assert len(session.runs_frame()) == 5
