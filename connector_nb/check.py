@@ -87,7 +87,8 @@ class CheckReport:
         """The table as a pandas DataFrame."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows(), columns=["check", "status", "reason", "duration", "via"])
+        frame: pd.DataFrame = pd.DataFrame(self.rows(), columns=["check", "status", "reason", "duration", "via"])
+        return frame
 
     def text(self, durations: bool = True) -> str:
         """The table as aligned text, for a shell (``durations=False`` for output that never varies)."""
@@ -232,8 +233,10 @@ def _reason(error: BaseException) -> str:
 
 def uri_problem(uri: str) -> str:
     """Why ``uri`` is not a well-formed absolute URI ("" when it is)."""
-    if not uri or uri != uri.strip() or any(c.isspace() for c in uri):
-        return "empty or contains whitespace"
+    if not uri:
+        return "empty"
+    if any(c.isspace() for c in uri):
+        return "contains whitespace"
     try:
         parts = urlsplit(uri)
     except ValueError as e:
@@ -326,7 +329,8 @@ class _Checker:
             self.t.template, self.t.literals, self.t.output_prefix, metadata)))
 
     async def get(self, meta: bytes) -> Resource:
-        return await self.call("get", self.t.transport.get(self.t.category, meta, self.t.output_prefix))
+        resource: Resource = await self.call("get", self.t.transport.get(self.t.category, meta, self.t.output_prefix))
+        return resource
 
     async def delete(self, meta: bytes) -> None:
         await self.call("delete", self.t.transport.delete(self.t.category, meta))

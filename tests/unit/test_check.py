@@ -1,0 +1,123 @@
+"""check_connector in-process: a good connector passes, each flawed one fails the check named for its flaw."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from flawed_connectors import (
+    BadLogLinks,
+    GoodConnector,
+    NeverEnds,
+    NonIdempotentDelete,
+    SleepyGet,
+    WrongCreateType,
+)
+from flyteidl.admin import agent_pb2
+from flyteidl.core import metrics_pb2
+from google.protobuf import json_format, struct_pb2
+
+from connector_nb import ConnectorRegistry, UnknownTaskTypeError
+from connector_nb.check import metrics_problem, uri_problem
+from connector_nb.testing import CHECKS, FakeConnector, check_connector
+
+
+def failed(report) -> set[str]:
+    return {r.check for r in report.failed}
+
+
+def test_good_connector_passes_every_check():
+    report = check_connector(GoodConnector())
+    assert [r.check for r in report.results] == list(CHECKS)
+    assert report.ok, report.text()
+    assert {r.status for r in report.results} == {"pass"}
+    assert "QUEUED, RUNNING, SUCCEEDED" in next(r.reason for r in report.results if r.check == "get_valid_phase")
+    assert report.status("create_retry_safe") == "pass"  # it deduplicates on the execution id
+
+
+def test_create_that_does_not_deduplicate_is_a_warning_not_a_failure():
+    report = check_connector(FakeConnector())
+    assert report.ok
+    assert report.status("create_retry_safe") == "warn"
+
+
+def test_non_idempotent_delete_is_reported():
+    report = check_connector(NonIdempotentDelete())
+    assert failed(report) == {"delete_idempotent"}
+    row = next(r for r in report.results if r.check == "delete_idempotent")
+    assert "second delete in a row failed" in row.reason and "not found" in row.reason
+
+
+def test_time_sleep_in_async_get_is_reported_naming_get():
+    report = check_connector(SleepyGet(), lag_threshold=0.15)
+    assert failed(report) == {"event_loop"}
+    row = next(r for r in report.results if r.check == "event_loop")
+    assert row.reason.startswith("get blocked it")
+
+
+def test_create_returning_the_wrong_type_is_reported():
+    report = check_connector(WrongCreateType())
+    assert "create_returns_metadata" in failed(report)
+    row = next(r for r in report.results if r.check == "create_returns_metadata")
+    assert "not a FakeMeta" in row.reason
+
+
+def test_malformed_log_links_are_reported():
+    report = check_connector(BadLogLinks())
+    assert failed(report) == {"log_links"}
+    row = next(r for r in report.results if r.check == "log_links")
+    assert "'driver log'" in row.reason and "no scheme" in row.reason
+
+
+def test_a_run_that_never_ends_is_reported_within_the_bound():
+    report = check_connector(NeverEnds(), timeout=0.3)
+    assert "reaches_terminal" in failed(report)
+    row = next(r for r in report.results if r.check == "reaches_terminal")
+    assert row.reason == "still RUNNING after 0.3 s (the bound)"
+    assert report.status("delete_idempotent") == "pass"  # the other checks still ran
+
+
+def test_registry_entry_by_task_type_and_unknown_name():
+    registry = ConnectorRegistry([GoodConnector()])
+    assert check_connector("good", registry=registry).ok
+    with pytest.raises(UnknownTaskTypeError):
+        check_connector("nope", registry=registry)
+    with pytest.raises(TypeError, match="connector: expected an AsyncConnector"):
+        check_connector(42)  # type: ignore[arg-type]
+
+
+def test_text_and_junit_forms():
+    report = check_connector(BadLogLinks())
+    text = report.text(durations=False)
+    lines = text.splitlines()
+    assert lines[0].split() == ["CHECK", "STATUS", "VIA", "REASON"]
+    assert lines[0].index("STATUS") == lines[1].index("PASS")  # aligned columns
+    assert lines[-1] == "bad_log_links: 10 passed, 1 warnings, 1 failed"
+    suite = ET.fromstring(report.junit_xml())
+    assert suite.get("tests") == str(len(CHECKS)) and suite.get("failures") == "1"
+    failures = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failures == ["log_links[in-process]"]
+    frame = report.frame()
+    assert list(frame.columns) == ["check", "status", "reason", "duration", "via"]
+    assert frame.loc[frame.check == "log_links", "status"].item() == "fail"
+
+
+@pytest.mark.parametrize("uri,problem", [
+    ("https://x.example/a", ""), ("file:///tmp/a.log", ""), ("s3://bucket/key", ""),
+    ("", "empty"), ("a b", "contains whitespace"), ("host/path", "no scheme"),
+    ("https:///path", "no host"), ("1http://x", "no scheme"),
+])
+def test_uri_problem(uri, problem):
+    assert uri_problem(uri) == problem
+
+
+def _metrics(data):
+    struct = json_format.ParseDict(data, struct_pb2.Struct())
+    return agent_pb2.GetTaskMetricsResponse(results=[metrics_pb2.ExecutionMetricResult(metric="m", data=struct)])
+
+
+def test_metrics_problem():
+    assert metrics_problem(_metrics({"result": [{"metric": {}, "values": [[1, "2.5"], [2, "NaN"]]}]})) == ""
+    assert "no 'result' list" in metrics_problem(_metrics({"rows": []}))
+    assert "is not [timestamp, value]" in metrics_problem(_metrics({"result": [{"metric": {}, "values": [[1]]}]}))
+    assert "is not [timestamp, value]" in metrics_problem(_metrics({"result": [{"values": [["x", "y"]]}]}))
