@@ -45,3 +45,15 @@ def test_check_a_task_type_on_a_running_service():
     assert {r.via for r in report.results} == {"grpc"}
     assert report.ok, report.text()
     assert "type not checked" in report.results[0].reason
+
+
+# -- the connector_service fixture, as a connector author would use it ---------------------------------------
+
+
+def test_connector_service_serves_the_registry_over_grpc(connector_service, fake_connector):
+    assert connector_service.target.startswith("grpc://127.0.0.1:")
+    assert {"fake", "sleep"} <= {c.task_type for c in connector_service.connectors()}
+    run = connector_service.launch("fake")
+    assert run.wait(timeout=30).phase == "SUCCEEDED"
+    assert [m for m, _ in fake_connector.calls][:1] == ["create"]  # the call reached the served connector
+    assert "hello" in run.logs()
