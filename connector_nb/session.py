@@ -47,11 +47,17 @@ class AsyncSession(Observable):
         journal: Journal | str | bool | None = None,
         output_dir: str | None = None,
         retain: int = RETAIN,
+        record: str | None = None,
         **transport_options: Any,
     ) -> None:
-        """``target``: None for in-process, or ``grpc[s]://host:port``; ``journal=False`` turns the journal off."""
+        """``target``: None for in-process, or ``grpc[s]://host:port``; ``journal=False`` turns the journal off.
+
+        ``record="file.cnbrec"`` records every connector call to that file (see ``connector_nb.recording``).
+        """
         self._loop: asyncio.AbstractEventLoop = _running_loop()
-        self.transport = make_transport(target, registry, **transport_options)
+        from .transports.recording import recording
+
+        self.transport = recording(make_transport(target, registry, **transport_options), record)
         self.registry = self.transport.registry
         self.target = self.transport.target
         self.poll = poll or PollPolicy()
