@@ -141,7 +141,7 @@ class RecordingWriter:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
             read_header(self.path)  # appending to something else would corrupt it
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open for the session)
+        self._file = open(self.path, "a", encoding="utf-8")  # held open for the session
         if fresh:
             created = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._line({"format": FORMAT, "version": VERSION, "created": created, "target": mask(target)})
@@ -315,7 +315,9 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
     def _live_request(self, task_template: Any, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
         from .template import custom_dict
 
-        return mask_obj({"custom": _normal(custom_dict(task_template)), "inputs": _normal(dict(inputs or {}))})
+        live: dict[str, Any] = mask_obj({"custom": _normal(custom_dict(task_template)),
+                                         "inputs": _normal(dict(inputs or {}))})
+        return live
 
     def _recorded_request(self, entry: dict[str, Any]) -> dict[str, Any]:
         from flyteidl.core import literals_pb2, tasks_pb2
