@@ -351,8 +351,17 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         create = next(c for c in self._creates if c["response"]["job"] == meta.job)
         origin = float(create["at"]) + float(create["duration"])
         now = self._elapsed(meta)
-        due = [e for e in entries if float(e["at"]) + float(e["duration"]) - origin <= now]
-        return due[-1] if due else (entries[0] if entries else None)
+        if not entries:
+            return None
+        gets = self.recording.calls(meta.job, "get")
+        if gets and entries is not gets and self._due(gets, origin, now)[-1:] == gets[-1:]:
+            return entries[-1]  # the job has finished: its final logs and metrics, whenever they were read
+        due = self._due(entries, origin, now)
+        return due[-1] if due else entries[0]
+
+    @staticmethod
+    def _due(entries: list[dict[str, Any]], origin: float, now: float) -> list[dict[str, Any]]:
+        return [e for e in entries if float(e["at"]) + float(e["duration"]) - origin <= now]
 
     @staticmethod
     def _raise_recorded(entry: dict[str, Any]) -> None:
