@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="several example tasks at once, with a live table")
     p.add_argument("--count", type=int, default=6, help="number of sleep runs besides the shell and SQL ones")
     p.set_defaults(func=cmd_demo)
+    from .cli_toolkit import add_commands
+
+    add_commands(sub)
     try:
         from .server import add_serve_parser
     except ImportError:  # the server needs grpc; the rest of the CLI does not

@@ -312,6 +312,16 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         template = json_format.ParseDict(self._creates[0]["request"]["template"], tasks_pb2.TaskTemplate())
         return with_custom(template, custom)
 
+    def recorded_inputs(self) -> dict[str, Any]:
+        """The inputs of the first recorded create (masked secrets stay masked: replay matches them anyway)."""
+        from flyteidl.core import literals_pb2
+        from google.protobuf import json_format
+
+        from .literals import to_python_dict
+
+        literals = json_format.ParseDict(self._creates[0]["request"].get("inputs", {}), literals_pb2.LiteralMap())
+        return to_python_dict(literals)
+
     def _live_request(self, task_template: Any, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
         from .template import custom_dict
 
@@ -346,8 +356,8 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         """Recorded seconds since the job's create returned, at this replay's speed."""
         return (time.time() - meta.started_at) * self.speed
 
-    def _at(self, meta: ReplayMeta, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The last entry recorded by now (relative to the job's create), else the first one."""
+    def _at(self, meta: ReplayMeta, entries: list[dict[str, Any]], early: bool = True) -> dict[str, Any] | None:
+        """The last entry recorded by now (relative to the job's create); before any, the first one if ``early``."""
         create = next(c for c in self._creates if c["response"]["job"] == meta.job)
         origin = float(create["at"]) + float(create["duration"])
         now = self._elapsed(meta)
@@ -357,7 +367,7 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         if gets and entries is not gets and self._due(gets, origin, now)[-1:] == gets[-1:]:
             return entries[-1]  # the job has finished: its final logs and metrics, whenever they were read
         due = self._due(entries, origin, now)
-        return due[-1] if due else entries[0]
+        return due[-1] if due else entries[0] if early else None
 
     @staticmethod
     def _due(entries: list[dict[str, Any]], origin: float, now: float) -> list[dict[str, Any]]:
@@ -417,9 +427,12 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         from flyteidl.admin import agent_pb2
         from google.protobuf import json_format
 
-        entry = self._at(resource_meta, self.recording.calls(resource_meta.job, "get_metrics"))
-        if entry is None:
+        calls = self.recording.calls(resource_meta.job, "get_metrics")
+        if not calls:
             raise NotImplementedError("the recording has no metrics")
+        entry = self._at(resource_meta, calls, early=False)
+        if entry is None:  # nothing measured yet at this point of the recording
+            return agent_pb2.GetTaskMetricsResponse()
         self._raise_recorded(entry)
         return json_format.ParseDict(entry["response"], agent_pb2.GetTaskMetricsResponse())
 
@@ -435,8 +448,10 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         if not pages:
             known = sorted({c["request"].get("token", "") for c in calls})
             raise ReplayMismatchError(f"get_logs token {token!r} is not in the recording; recorded: {known}")
-        entry = self._at(resource_meta, pages)
-        assert entry is not None
+        entry = self._at(resource_meta, pages, early=False)
+        if entry is None:  # no lines read this early in the recording: caught up, nothing new yet
+            yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=token))
+            return
         self._raise_recorded(entry)
         for response in entry["response"]["responses"]:
             yield json_format.ParseDict(response, agent_pb2.GetTaskLogsResponse())

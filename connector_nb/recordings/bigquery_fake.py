@@ -76,8 +76,9 @@ class FakeBigQueryConnector(AsyncConnector[BigQueryMeta]):
             for name, seconds in STAGES:
                 lines.append(f"{name} running")
                 at += seconds
-                if elapsed >= at:
-                    lines.append(f"{name} complete ({seconds * 1000:.0f} ms of slot time)")
+                if elapsed < at:
+                    break  # append-only: a stage's lines come after the previous stage completed
+                lines.append(f"{name} complete ({seconds * 1000:.0f} ms of slot time)")
         if self._stage(elapsed)[0] == "SUCCEEDED":
             lines += [f"{TOTAL_BYTES} bytes processed", f"{len(ROWS)} rows written to the destination table",
                       "job done"]
@@ -139,6 +140,7 @@ def make_recording(path: str) -> None:
     ) as session:
         run = session.launch("bigquery_query_job_task", project="demo", api_key="AIza-demo-key-not-real-0001",
                              query="SELECT city, COUNT(*) AS trips, AVG(fare) AS avg_fare FROM trips GROUP BY city")
+        run.logs()  # while QUEUED
         wait_until(lambda: run.phase == "RUNNING", timeout=30, what="RUNNING")
         for stage in range(3):
             wait_until(lambda: run.elapsed > QUEUED_FOR + 0.6 * (stage + 1), timeout=30, what="a stage")  # noqa: B023
