@@ -56,10 +56,11 @@ def load_connector(spec: str) -> Any:
             if location is None or location.loader is None:
                 raise ImportError(f"cannot load {module_name}")
             module = importlib.util.module_from_spec(location)
+            sys.modules[location.name] = module  # dataclasses look their module up while the file runs
             location.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
-    except (ImportError, OSError) as e:
+    except Exception as e:  # the user's module failing to import is a usage error, not our traceback
         raise InputError(f"cannot import {module_name!r}: {e}") from None
     if not hasattr(module, attr):
         raise InputError(f"module {module_name!r} has no {attr!r}")

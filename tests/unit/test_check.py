@@ -121,3 +121,31 @@ def test_metrics_problem():
     assert "no 'result' list" in metrics_problem(_metrics({"rows": []}))
     assert "is not [timestamp, value]" in metrics_problem(_metrics({"result": [{"metric": {}, "values": [[1]]}]}))
     assert "is not [timestamp, value]" in metrics_problem(_metrics({"result": [{"values": [["x", "y"]]}]}))
+
+
+def test_magic_check_returns_the_table_and_rejects_bad_usage(tmp_path):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from connector_nb import Session
+    from connector_nb.magics import SESSION_NAME
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "connector_nb")
+    session = Session(registry=ConnectorRegistry([GoodConnector(), BadLogLinks()]), journal=False,
+                      output_dir=str(tmp_path))
+    shell.user_ns[SESSION_NAME] = session
+    try:
+        frame = shell.run_line_magic("connector", "check bad_log_links")
+        assert list(frame.columns) == ["check", "status", "reason", "duration", "via"]
+        assert frame.set_index("check").loc["log_links", "status"] == "fail"
+        frame = shell.run_line_magic("connector", "check good --wire")
+        assert set(frame.via) == {"in-process", "grpc"} and set(frame.status) == {"pass"}
+        with pytest.raises(UsageError, match="check needs a task type"):
+            shell.run_line_magic("connector", "check")
+        with pytest.raises(UsageError, match="no connector for task type 'nope'"):
+            shell.run_line_magic("connector", "check nope")
+    finally:
+        shell.run_line_magic("unload_ext", "connector_nb")
+        session.close()
+        shell.user_ns.pop(SESSION_NAME, None)
