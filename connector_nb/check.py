@@ -567,6 +567,18 @@ async def _check_via(
             await transport.aclose()
 
 
+def _options(inputs: Mapping[str, Any] | None, timeout: Any, lag_threshold: Any) -> dict[str, Any]:
+    """The inputs as a dict, after checking the numeric options (TypeError/ValueError naming the field)."""
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise TypeError(f"inputs: expected a mapping of input name to value, got {type(inputs).__name__}")
+    for name, value in (("timeout", timeout), ("lag_threshold", lag_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name}: expected a number of seconds, got {type(value).__name__}")
+        if not 0 < value < float("inf"):
+            raise ValueError(f"{name}: expected a positive finite number of seconds, got {value!r}")
+    return dict(inputs or {})
+
+
 async def check_connector_async(
     connector: AsyncConnector[Any] | type[AsyncConnector[Any]] | str,
     inputs: Mapping[str, Any] | None = None,
@@ -580,9 +592,11 @@ async def check_connector_async(
     lag_threshold: float = LAG_THRESHOLD,
 ) -> CheckReport:
     """The awaitable form of :func:`check_connector` (runs on the calling loop)."""
+    from .secrets import secret_values
     from .transports import make_transport
 
-    values = dict(inputs or {})
+    values = _options(inputs, timeout, lag_threshold)
+    secret_values(values)  # remembered, so every reason and error masks them
     if target is not None:  # a remote service: only the task type is known here
         if not isinstance(connector, str):
             raise TypeError("connector: with target=..., give the task type name as a str")

@@ -86,6 +86,33 @@ def test_registry_entry_by_task_type_and_unknown_name():
         check_connector(42)  # type: ignore[arg-type]
 
 
+def test_bad_options_name_the_field():
+    with pytest.raises(TypeError, match="inputs: expected a mapping"):
+        check_connector(GoodConnector(), ["x"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout: expected a positive finite number"):
+        check_connector(GoodConnector(), timeout=0)
+    with pytest.raises(TypeError, match="lag_threshold: expected a number of seconds, got str"):
+        check_connector(GoodConnector(), lag_threshold="fast")
+    with pytest.raises(TypeError, match="with target=..., give the task type name"):
+        check_connector(GoodConnector(), target="grpc://127.0.0.1:1")
+
+
+def test_secret_inputs_never_reach_the_reasons():
+    secret = "tok-9f8e7d6c5b4a"
+
+    class Leaky(FakeConnector):
+        def __init__(self):
+            super().__init__("leaky", input_types={"api_token": str})
+
+        async def delete(self, resource_meta, **kwargs):
+            raise RuntimeError(f"delete refused for token {self.created[resource_meta.job_id]['api_token']}")
+
+    report = check_connector(Leaky(), {"api_token": secret})
+    assert "delete_after_completion" in failed(report)
+    assert secret not in report.text() and secret not in report.junit_xml()
+    assert "••••" in next(r.reason for r in report.results if r.check == "delete_after_completion")
+
+
 def test_text_and_junit_forms():
     report = check_connector(BadLogLinks())
     text = report.text(durations=False)
