@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -99,7 +100,6 @@ def _recording_path(name: str) -> str:
 
 def cmd_replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Serve the replay, or launch it and follow it like ``connector-nb run --follow``."""
-    from .cli import _follow, _report
     from .recording import ReplayConnector
     from .registry import ConnectorRegistry
 
@@ -118,6 +118,43 @@ def cmd_replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         except KeyboardInterrupt:
             run.cancel()
         return _report(run, out)
+
+
+def _follow(run: Any, out: TextIO) -> None:
+    """Print each transition and each new log line until the run is done (as ``connector-nb run --follow``)."""
+    from .frames import clock
+
+    shown, lines, next_logs = 0, 0, 0.0
+    while True:
+        done = run.done
+        for t in run.transitions[shown:]:
+            print(f"{clock(t.at)}  {t.phase:<17} {t.message}", file=out, flush=True)
+        shown = len(run.transitions)
+        if done or time.monotonic() >= next_logs:
+            lines = _new_logs(run, lines, out)
+            next_logs = time.monotonic() + 0.5
+        if done:
+            return
+        time.sleep(0.05)  # a display refresh, not a test wait
+
+
+def _new_logs(run: Any, already: int, out: TextIO) -> int:
+    try:
+        logs = run.logs()
+    except ConnectorNbError:
+        return already  # no logs (or not yet): the transitions still tell the story
+    for line in logs.lines[already:]:
+        print(f"    | {line}", file=out, flush=True)
+    return len(logs.lines)
+
+
+def _report(run: Any, out: TextIO) -> int:
+    """The final line and outputs; 0 when the run succeeded, 1 otherwise."""
+    print(f"{run.run_id}: {run.phase} in {run.elapsed:.2f} s ({run.get_calls} get calls) {run.message}", file=out)
+    for name, value in run.outputs.items():
+        text = f"<DataFrame {value.shape[0]} rows x {value.shape[1]} cols>" if hasattr(value, "shape") else repr(value)
+        print(f"  output {name} = {text[:200]}", file=out)
+    return 0 if run.phase == "SUCCEEDED" else 1
 
 
 def _serve(registry: Any, port: int, out: TextIO) -> int:

@@ -112,10 +112,3 @@ class JournalError(ConnectorNbError):
 class JournalVersionError(JournalError):
     """The journal file was written by a newer connector_nb (a schema version this one does not know)."""
 
-
-class RecordingError(ConnectorNbError, ValueError):
-    """A recording file cannot be used: not a connector-nb recording, a newer format version, or a bad line."""
-
-
-class ReplayMismatchError(RecordingError):
-    """A replayed request differs from the recorded one; the message names the first difference."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 from .connector import AsyncConnector, Resource, ResourceMeta
-from .errors import RecordingError, ReplayMismatchError
+from .errors import ConnectorNbError
 from .secrets import MASK, is_secret_name, mask, mask_obj, remember
 
 if TYPE_CHECKING:
@@ -44,6 +44,14 @@ MAX_ATTACHMENT = 1024 * 1024
 #: Longest line a reader accepts.
 MAX_LINE = 16 * 1024 * 1024
 METHODS = ("create", "get", "delete", "get_metrics", "get_logs")
+
+
+class RecordingError(ConnectorNbError, ValueError):
+    """A recording file cannot be used: not a connector-nb recording, a newer format version, or a bad line."""
+
+
+class ReplayMismatchError(RecordingError):
+    """A replayed request differs from the recorded one; the message names the first difference."""
 
 
 def message_dict(message: Any) -> dict[str, Any]:
@@ -458,5 +466,6 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
 
 
 __all__ = [
-    "FORMAT", "VERSION", "Recording", "RecordingWriter", "ReplayConnector", "ReplayMeta", "first_difference",
+    "FORMAT", "VERSION", "Recording", "RecordingError", "RecordingWriter", "ReplayConnector", "ReplayMeta",
+    "ReplayMismatchError", "first_difference",
 ]

@@ -7,8 +7,15 @@ import json
 import pytest
 
 from connector_nb import ConnectorRegistry, Session
-from connector_nb.errors import RecordingError, ReplayMismatchError
-from connector_nb.recording import FORMAT, VERSION, Recording, ReplayConnector, first_difference
+from connector_nb.recording import (
+    FORMAT,
+    VERSION,
+    Recording,
+    RecordingError,
+    ReplayConnector,
+    ReplayMismatchError,
+    first_difference,
+)
 from connector_nb.recordings import BIGQUERY
 from connector_nb.recordings import path as shipped
 from connector_nb.recordings.bigquery_fake import FakeBigQueryConnector
