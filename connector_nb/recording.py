@@ -285,6 +285,13 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: getattr(v, "uri", None) or str(v)))
 
 
+def _execution_name(metadata: Any) -> str:
+    """The execution name in a TaskExecutionMetadata ("" when there is none)."""
+    if metadata is None:
+        return ""
+    return str(metadata.task_execution_id.node_execution_id.execution_id.name)
+
+
 class ReplayConnector(AsyncConnector[ReplayMeta]):
     """Plays a recording back as a connector: the recorded phases, logs, metrics and outputs, at the recorded
     pace (``speed=10`` plays ten times faster). A create whose template or inputs differ from every recorded
@@ -308,6 +315,7 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         self._creates = [c for c in creates if c["task_type"] == first["task_type"]]
         self._cancelled: dict[str, float] = {}
         self._folders: dict[str, Path] = {}
+        self._by_execution: dict[str, ReplayMeta] = {}
         self._count = 0
 
     def task_template(self, custom: Mapping[str, Any] | None = None, name: str | None = None) -> tasks_pb2.TaskTemplate:
@@ -356,9 +364,15 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         if match is None:
             difference = first_difference(self._recorded_request(self._creates[0]), live, "create")
             raise ReplayMismatchError(f"request differs from the recording: {difference}")
+        execution = _execution_name(kwargs.get("task_execution_metadata"))
+        if execution and execution in self._by_execution:
+            return self._by_execution[execution]  # a retried create is the same replayed job
         await asyncio.sleep(min(float(match.get("duration", 0)) / self.speed, 5.0))
         self._count += 1
-        return ReplayMeta(job=match["response"]["job"], started_at=time.time(), replay_id=str(self._count))
+        meta = ReplayMeta(job=match["response"]["job"], started_at=time.time(), replay_id=str(self._count))
+        if execution:
+            self._by_execution[execution] = meta
+        return meta
 
     def _elapsed(self, meta: ReplayMeta) -> float:
         """Recorded seconds since the job's create returned, at this replay's speed."""

@@ -140,3 +140,13 @@ def test_shipped_recording_replays_offline(tmp_path):
         assert [t.phase for t in run.transitions] == ["QUEUED", "RUNNING", "SUCCEEDED"]
         assert list(run.outputs["results"].columns) == ["city", "trips", "avg_fare"]
         assert len(run.logs().lines) == 12
+
+
+def test_a_replayed_connector_passes_the_conformance_check():
+    from connector_nb.testing import check_connector
+
+    replay = ReplayConnector(BIGQUERY, speed=8)
+    report = check_connector(replay, replay.recorded_inputs())
+    assert report.ok, report.text()
+    assert report.status("create_retry_safe") == "pass"  # a retried create replays the same job
+    assert report.status("logs") == "pass" and "12 lines in 4 page(s)" in report.text()
