@@ -79,8 +79,12 @@ def cmd_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     types = dict(connector.input_types) if isinstance(connector, AsyncConnector) else None
     inputs = parse_assignments(args.inputs, types)
     custom = parse_json_object(args.custom, "--custom")
-    report = check_connector(connector, inputs, custom, version=args.version, target=args.target, wire=args.wire,
-                             timeout=args.timeout, lag_threshold=args.lag_threshold or LAG_THRESHOLD)
+    try:
+        report = check_connector(connector, inputs, custom, version=args.version, target=args.target,
+                                 wire=args.wire, timeout=args.timeout,
+                                 lag_threshold=args.lag_threshold or LAG_THRESHOLD)
+    except (TypeError, ValueError) as e:  # bad options: one line, as every usage error
+        raise InputError(str(e)) from None
     print(report.text(), file=out, flush=True)
     if args.junit:
         report.write_junit(args.junit)
@@ -103,7 +107,12 @@ def cmd_replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from .recording import ReplayConnector
     from .registry import ConnectorRegistry
 
-    replay = ReplayConnector(_recording_path(args.file), speed=args.speed)
+    try:
+        replay = ReplayConnector(_recording_path(args.file), speed=args.speed)
+    except ValueError as e:
+        if isinstance(e, ConnectorNbError):
+            raise
+        raise InputError(f"--speed: {e}") from None
     registry = ConnectorRegistry([replay])
     if args.serve:
         return _serve(registry, args.port, out)

@@ -50,6 +50,14 @@ def test_check_usage_errors_are_one_line():
         "connector-nb: error: cannot import 'no_such_module': No module named 'no_such_module'"]
     out = cli("check", "flawed_connectors:Nope")
     assert out.returncode == 2 and "has no 'Nope'" in out.stderr and "Traceback" not in out.stderr
+    out = cli("check", "flawed_connectors:GoodConnector", "--target", "grpc://127.0.0.1:1")
+    assert out.returncode == 2 and "give the task type name as a str" in out.stderr and "Traceback" not in out.stderr
+    out = cli("check", "flawed_connectors:GoodConnector", "--timeout", "-1")
+    assert out.returncode == 2 and "timeout: expected a positive" in out.stderr
+    out = cli("replay", "bigquery_query", "--speed", "0")
+    assert out.returncode == 2 and "--speed: speed must be a positive number" in out.stderr
+    out = cli("replay", "no_such_recording")
+    assert out.returncode == 2 and "no recording 'no_such_recording'" in out.stderr
 
 
 def test_replay_the_shipped_recording():
