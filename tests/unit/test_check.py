@@ -17,7 +17,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import metrics_pb2
 from google.protobuf import json_format, struct_pb2
 
-from connector_nb import ConnectorRegistry, UnknownTaskTypeError
+from connector_nb import ConnectorRegistry, Resource, UnknownTaskTypeError
 from connector_nb.check import metrics_problem, uri_problem
 from connector_nb.testing import CHECKS, FakeConnector, check_connector
 
@@ -75,6 +75,23 @@ def test_a_run_that_never_ends_is_reported_within_the_bound():
     row = next(r for r in report.results if r.check == "reaches_terminal")
     assert row.reason == "still RUNNING after 0.3 s (the bound)"
     assert report.status("delete_idempotent") == "pass"  # the other checks still ran
+
+
+def test_a_phase_that_goes_backwards_is_a_warning():
+    report = check_connector(FakeConnector("backwards", script=("RUNNING", "QUEUED", "SUCCEEDED")))
+    assert report.ok
+    assert report.status("get_valid_phase") == "warn"
+    assert "phase went backwards: RUNNING -> QUEUED" in report.text()
+
+
+def test_an_invalid_phase_fails_get_valid_phase():
+    class BadPhase(FakeConnector):
+        async def get(self, resource_meta, **kwargs):
+            return Resource(phase="DONE-ISH")
+
+    report = check_connector(BadPhase("bad_phase"))
+    assert report.status("get_valid_phase") == "fail"
+    assert "unknown phase 'DONE-ISH'" in report.text()
 
 
 def test_registry_entry_by_task_type_and_unknown_name():
