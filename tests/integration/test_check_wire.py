@@ -57,3 +57,26 @@ def test_connector_service_serves_the_registry_over_grpc(connector_service, fake
     assert run.wait(timeout=30).phase == "SUCCEEDED"
     assert [m for m, _ in fake_connector.calls][:1] == ["create"]  # the call reached the served connector
     assert "hello" in run.logs()
+
+
+def test_record_a_remote_session_and_replay_it(tmp_path):
+    from connector_nb import Session
+    from connector_nb.recording import ReplayConnector
+    from connector_nb.recordings.bigquery_fake import FakeBigQueryConnector
+    from connector_nb.testing import fast_policy
+
+    path = tmp_path / "remote.cnbrec"
+    inputs = {"project": "demo", "api_key": "AIza-remote-secret-77", "query": "SELECT 1"}
+    with serve(ConnectorRegistry([FakeBigQueryConnector()]), port=0, block=False) as handle, \
+            Session(handle.target, poll=fast_policy(), journal=False, record=str(path)) as session:
+        recorded = session.launch("bigquery_query_job_task", inputs)
+        recorded.wait(timeout=60)
+        recorded_logs = recorded.logs().lines
+    assert "AIza-remote-secret-77" not in path.read_text()
+    replay = ReplayConnector(path, speed=8)
+    with Session(registry=ConnectorRegistry([replay]), poll=fast_policy(), journal=False) as session:
+        run = session.launch("bigquery_query_job_task", inputs)
+        run.wait(timeout=60)
+        assert [t.phase for t in run.transitions] == [t.phase for t in recorded.transitions]
+        assert run.logs().lines == recorded_logs
+        assert run.outputs["results"].equals(recorded.outputs["results"])
