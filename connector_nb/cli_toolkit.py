@@ -87,7 +87,10 @@ def cmd_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         raise InputError(str(e)) from None
     print(report.text(), file=out, flush=True)
     if args.junit:
-        report.write_junit(args.junit)
+        try:
+            report.write_junit(args.junit)
+        except OSError as e:
+            raise InputError(f"--junit: cannot write {args.junit}: {e.strerror or e}") from None
     return 0 if report.ok else 1
 
 

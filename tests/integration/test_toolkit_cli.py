@@ -54,6 +54,8 @@ def test_check_usage_errors_are_one_line():
     assert out.returncode == 2 and "give the task type name as a str" in out.stderr and "Traceback" not in out.stderr
     out = cli("check", "flawed_connectors:GoodConnector", "--timeout", "-1")
     assert out.returncode == 2 and "timeout: expected a positive" in out.stderr
+    out = cli("check", "flawed_connectors:GoodConnector", "--junit", str(UNIT / "no_such_dir" / "x.xml"))
+    assert out.returncode == 2 and "--junit: cannot write" in out.stderr and "Traceback" not in out.stderr
     out = cli("replay", "bigquery_query", "--speed", "0")
     assert out.returncode == 2 and "--speed: speed must be a positive number" in out.stderr
     out = cli("replay", "no_such_recording")

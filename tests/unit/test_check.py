@@ -55,6 +55,13 @@ def test_time_sleep_in_async_get_is_reported_naming_get():
     assert row.reason.startswith("get blocked it")
 
 
+def test_blocking_def_methods_run_in_threads_and_do_not_stall_the_loop():
+    from connector_nb.testing import BlockingFakeConnector
+
+    report = check_connector(BlockingFakeConnector("blocking_def", block=0.3), lag_threshold=0.15)
+    assert report.status("event_loop") == "pass", report.text()
+
+
 def test_create_returning_the_wrong_type_is_reported():
     report = check_connector(WrongCreateType())
     assert "create_returns_metadata" in failed(report)
