@@ -543,19 +543,17 @@ class _Checker:
 # ------------------------------------------------------------------------------------------ entry points
 
 
-def _connector_of(
-    connector: AsyncConnector[Any] | type[AsyncConnector[Any]] | str, registry: ConnectorRegistry | None, version: int
-) -> AsyncConnector[Any]:
+def _connector_of(connector: Any, registry: ConnectorRegistry | None, version: int) -> AsyncConnector[Any]:
+    """The connector to check: a task type from ``registry``, or whatever ``ConnectorRegistry.register`` accepts
+    (a connector class or instance, or a foreign connector an adapter wraps), as registered."""
     from .registry import ConnectorRegistry
 
     if isinstance(connector, str):
         return (registry or ConnectorRegistry.default()).get_connector(connector, version)
-    if isinstance(connector, type) and issubclass(connector, AsyncConnector):
-        return connector()
-    if isinstance(connector, AsyncConnector):
-        return connector
-    raise TypeError(f"connector: expected an AsyncConnector (class or instance) or a task type name, "
-                    f"got {type(connector).__name__}")
+    try:
+        return ConnectorRegistry().register(connector)
+    except TypeError as e:
+        raise TypeError(f"connector: {e}; or give a registered task type name") from None
 
 
 async def _check_via(
@@ -614,7 +612,7 @@ async def check_connector_async(
     instance = _connector_of(connector, registry, version)
     from .registry import ConnectorRegistry
 
-    own = ConnectorRegistry([instance])
+    own = ConnectorRegistry([instance])  # served alone under --wire
     task = instance.task_template(custom)
     common = (instance.task_type_version, values, custom, dict(instance.input_defaults), instance.metadata_type,
               timeout, lag_threshold)
