@@ -111,4 +111,3 @@ class JournalError(ConnectorNbError):
 
 class JournalVersionError(JournalError):
     """The journal file was written by a newer connector_nb (a schema version this one does not know)."""
-
