@@ -328,14 +328,17 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         template = json_format.ParseDict(self._creates[0]["request"]["template"], tasks_pb2.TaskTemplate())
         return with_custom(template, custom)
 
-    def recorded_inputs(self) -> dict[str, Any]:
-        """The inputs of the first recorded create (masked secrets stay masked: replay matches them anyway)."""
+    def recorded_inputs(self, index: int = 0) -> dict[str, Any]:
+        """The inputs of the ``index``-th recorded create (masked secrets stay masked: replay matches any value)."""
         from flyteidl.core import literals_pb2
         from google.protobuf import json_format
 
         from .literals import to_python_dict
 
-        literals = json_format.ParseDict(self._creates[0]["request"].get("inputs", {}), literals_pb2.LiteralMap())
+        if isinstance(index, bool) or not isinstance(index, int) or not -len(self._creates) <= index < len(
+                self._creates):
+            raise ValueError(f"index: expected an int below {len(self._creates)} (the recorded creates), got {index!r}")
+        literals = json_format.ParseDict(self._creates[index]["request"].get("inputs", {}), literals_pb2.LiteralMap())
         return to_python_dict(literals)
 
     def _live_request(self, task_template: Any, inputs: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from ..literals import StructuredDataset
 QUEUED_FOR = 1.0
 STAGES = (("S00: Input", 1.2), ("S01: Aggregate", 1.0), ("S02: Output", 0.8))
 PAGE = 5
+#: How long a query that does not parse runs before it fails.
+FAILS_AFTER = 0.4
 TOTAL_BYTES = 48_213_504
 ROWS = [("Amsterdam", 412, 18.37), ("Berlin", 388, 16.02), ("Lisbon", 251, 14.88), ("Madrid", 297, 15.41),
         ("Paris", 455, 19.95), ("Rome", 310, 17.26)]
@@ -35,6 +37,8 @@ class BigQueryMeta(ResourceMeta):
     job_id: str
     location: str
     created_at: float
+    #: Set at create for a query that does not parse: the job fails shortly after it starts.
+    error: str = ""
 
 
 class FakeBigQueryConnector(AsyncConnector[BigQueryMeta]):
@@ -58,7 +62,7 @@ class FakeBigQueryConnector(AsyncConnector[BigQueryMeta]):
         execution = kwargs["task_execution_metadata"].task_execution_id.node_execution_id.execution_id.name
         job_id = f"bquxjob_{zlib.crc32(execution.encode()):08x}"
         self.folders[job_id] = str(local_dir(output_prefix))
-        return BigQueryMeta(job_id, "EU", time.time())
+        return BigQueryMeta(job_id, "EU", time.time(), _syntax_error(str((inputs or {}).get("query", ""))))
 
     def _stage(self, elapsed: float) -> tuple[str, float]:
         """(phase, fraction of the stages done) at ``elapsed`` seconds."""
@@ -70,6 +74,12 @@ class FakeBigQueryConnector(AsyncConnector[BigQueryMeta]):
 
     def _log(self, meta: BigQueryMeta, elapsed: float) -> list[str]:
         lines = [f"job {meta.job_id} created in {meta.location}", "waiting for slots"]
+        if meta.error:
+            if elapsed >= QUEUED_FOR:
+                lines.append("query started: 1 statement")
+            if elapsed >= QUEUED_FOR + FAILS_AFTER:
+                lines += [f"error: {meta.error}", "job failed"]
+            return lines
         if elapsed >= QUEUED_FOR:
             lines.append("query started: 1 statement, 3 stages")
             at = QUEUED_FOR
@@ -95,6 +105,10 @@ class FakeBigQueryConnector(AsyncConnector[BigQueryMeta]):
             return Resource("ABORTED", "job cancelled", links, custom_info=custom)
         if phase == "QUEUED":
             return Resource("QUEUED", "waiting for slots", links, custom_info=custom)
+        if resource_meta.error:
+            if elapsed < QUEUED_FOR + FAILS_AFTER:
+                return Resource("RUNNING", "running: parsing the query", links, custom_info=custom)
+            return Resource("FAILED", resource_meta.error, links, custom_info=custom)
         if phase == "RUNNING":
             return Resource("RUNNING", f"running: {progress:.0%} of stages done", links, custom_info=custom)
         path = f"{self.folders[resource_meta.job_id]}/{resource_meta.job_id}.csv"
@@ -126,8 +140,17 @@ class FakeBigQueryConnector(AsyncConnector[BigQueryMeta]):
                                  metric_result("bytes_processed", labels, scanned)])
 
 
+def _syntax_error(query: str) -> str:
+    """BigQuery's message for a query whose first word is not SELECT or WITH ("" when it is)."""
+    first = (query.split() or [""])[0]
+    if first.upper() in ("SELECT", "WITH"):
+        return ""
+    return f'Syntax error: Expected "SELECT" or "WITH" but got identifier "{first}" at [1:1]'
+
+
 def make_recording(path: str) -> None:
-    """Run one query against the fake with recording on: logs and metrics mid-run and at the end."""
+    """Run two queries against the fake with recording on: one succeeds (logs and metrics read mid-run and at
+    the end), one has a typo and fails."""
     import tempfile
 
     from ..registry import ConnectorRegistry
@@ -149,6 +172,10 @@ def make_recording(path: str) -> None:
         run.wait(timeout=30)
         run.logs()
         run.metrics()
+        failed = session.launch("bigquery_query_job_task", project="demo", api_key="AIza-demo-key-not-real-0001",
+                                query="SELEC city FROM trips")
+        failed.wait(timeout=30)
+        failed.logs()
 
 
 if __name__ == "__main__":

@@ -140,6 +140,13 @@ def test_shipped_recording_replays_offline(tmp_path):
         assert [t.phase for t in run.transitions] == ["QUEUED", "RUNNING", "SUCCEEDED"]
         assert list(run.outputs["results"].columns) == ["city", "trips", "avg_fare"]
         assert len(run.logs().lines) == 12
+        failed = session.launch("bigquery_query_job_task", ReplayConnector(BIGQUERY).recorded_inputs(1))
+        failed.wait(timeout=30)
+        assert [t.phase for t in failed.transitions] == ["QUEUED", "RUNNING", "FAILED"]
+        assert failed.message.startswith('Syntax error: Expected "SELECT" or "WITH" but got identifier "SELEC"')
+        assert failed.logs().lines[-1] == "job failed"
+    with pytest.raises(ValueError, match="index: expected an int below 2"):
+        ReplayConnector(BIGQUERY).recorded_inputs(2)
 
 
 def test_a_replayed_connector_passes_the_conformance_check():
