@@ -149,7 +149,10 @@ class RecordingWriter:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
             read_header(self.path)  # appending to something else would corrupt it
-        self._file = open(self.path, "a", encoding="utf-8")  # held open for the session
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # held open for the session
+        except OSError as e:
+            raise RecordingError(f"cannot write recording {self.path}: {e.strerror or e}") from None
         if fresh:
             created = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._line({"format": FORMAT, "version": VERSION, "created": created, "target": mask(target)})
@@ -192,8 +195,11 @@ class RecordingWriter:
 
 def read_header(path: Path) -> dict[str, Any]:
     """The header of a recording; RecordingError when it is not one this version can read."""
-    with open(path, encoding="utf-8") as f:
-        first = f.readline(MAX_LINE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline(MAX_LINE)
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordingError(f"cannot read recording {path.name}: {e}") from None
     return _header(first, path)
 
 

@@ -113,6 +113,12 @@ def test_bad_files_and_arguments(tmp_path):
     with pytest.raises(RecordingError, match="not a connector-nb recording"):
         Session(journal=False, record=str(other))  # appending calls would corrupt someone's file
     assert other.read_text() == "plain text\n"
+    with pytest.raises(RecordingError, match="cannot write recording"):
+        Session(journal=False, record=str(tmp_path / "missing" / "x.cnbrec"))
+    binary = tmp_path / "binary.cnbrec"
+    binary.write_bytes(b"\xff\xfe\x00junk")
+    with pytest.raises(RecordingError, match="cannot read recording binary.cnbrec"):
+        ReplayConnector(binary)
 
 
 def test_first_difference():
