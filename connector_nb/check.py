@@ -563,14 +563,14 @@ async def _check_via(
 ) -> list[CheckResult]:
     from .template import bind_inputs
 
-    category, template, found = await transport.resolve(task, version, custom, inputs)
-    literals = bind_inputs(template, inputs, {**found, **defaults})
-    with tempfile.TemporaryDirectory(prefix="connector-nb-check-") as prefix:
-        target = _Target(transport, category, template, literals, metadata_type, via, prefix)
-        try:
+    try:
+        category, template, found = await transport.resolve(task, version, custom, inputs)
+        literals = bind_inputs(template, inputs, {**found, **defaults})
+        with tempfile.TemporaryDirectory(prefix="connector-nb-check-") as prefix:
+            target = _Target(transport, category, template, literals, metadata_type, via, prefix)
             return await _Checker(target, timeout, lag_threshold).run()
-        finally:
-            await transport.aclose()
+    finally:
+        await transport.aclose()
 
 
 def _options(inputs: Mapping[str, Any] | None, timeout: Any, lag_threshold: Any) -> dict[str, Any]:
