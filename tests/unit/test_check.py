@@ -17,7 +17,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import metrics_pb2
 from google.protobuf import json_format, struct_pb2
 
-from connector_nb import ConnectorRegistry, Resource, UnknownTaskTypeError
+from connector_nb import ConnectorRegistry, InputError, Resource, UnknownTaskTypeError
 from connector_nb.check import metrics_problem, uri_problem
 from connector_nb.testing import CHECKS, FakeConnector, check_connector
 
@@ -117,6 +117,8 @@ def test_bad_options_name_the_field():
         check_connector(GoodConnector(), timeout=0)
     with pytest.raises(TypeError, match="lag_threshold: expected a number of seconds, got str"):
         check_connector(GoodConnector(), lag_threshold="fast")
+    with pytest.raises(InputError, match="task 'fake' has no input 'nope'"):
+        check_connector(FakeConnector(input_types={"n": int}), {"nope": 1})
     with pytest.raises(TypeError, match="with target=..., give the task type name"):
         check_connector(GoodConnector(), target="grpc://127.0.0.1:1")
 
