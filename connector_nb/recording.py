@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 from .connector import AsyncConnector, Resource, ResourceMeta
-from .errors import ConnectorNbError
+from .errors import ConnectorNbError, MetadataError
 from .secrets import MASK, is_secret_name, mask, mask_obj, remember
 
 if TYPE_CHECKING:
@@ -388,17 +388,26 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
         return (time.time() - meta.started_at) * self.speed
 
     def _at(self, meta: ReplayMeta, entries: list[dict[str, Any]], early: bool = True) -> dict[str, Any] | None:
-        """The last entry recorded by now (relative to the job's create); before any, the first one if ``early``."""
-        create = next(c for c in self._creates if c["response"]["job"] == meta.job)
-        origin = float(create["at"]) + float(create["duration"])
-        now = self._elapsed(meta)
+        """The last entry recorded by now (relative to the job's create); before any, the first one if ``early``.
+
+        Once the replayed job has finished, its last entry: the final logs and metrics, whenever they were read.
+        """
+        create = self._create_of(meta)
         if not entries:
             return None
+        origin, now = float(create["at"]) + float(create["duration"]), self._elapsed(meta)
         gets = self.recording.calls(meta.job, "get")
-        if gets and entries is not gets and self._due(gets, origin, now)[-1:] == gets[-1:]:
-            return entries[-1]  # the job has finished: its final logs and metrics, whenever they were read
+        if gets and self._due(gets, origin, now)[-1:] == gets[-1:]:
+            return entries[-1]
         due = self._due(entries, origin, now)
         return due[-1] if due else entries[0] if early else None
+
+    def _create_of(self, meta: ReplayMeta) -> dict[str, Any]:
+        """The recorded create of a replayed job; metadata naming no recorded job is a MetadataError."""
+        for create in self._creates:
+            if create["response"]["job"] == meta.job:
+                return create
+        raise MetadataError(f"ReplayMeta names job {meta.job[:80]!r}, which is not in the recording")
 
     @staticmethod
     def _due(entries: list[dict[str, Any]], origin: float, now: float) -> list[dict[str, Any]]:
@@ -444,6 +453,8 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
             for item in (scalar.structured_dataset, scalar.blob):
                 if item.uri.startswith("attachment:"):
                     name = Path(item.uri[len("attachment:"):]).name
+                    if name in ("", ".", ".."):
+                        raise RecordingError(f"attachment name {item.uri!r} is not a file name")
                     data = attachments.get(name, {})
                     body = data["text"].encode() if "text" in data else base64.b64decode(data.get("b64", ""))
                     (folder / name).write_bytes(body)

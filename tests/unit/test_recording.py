@@ -163,3 +163,14 @@ def test_a_replayed_connector_passes_the_conformance_check():
     assert report.ok, report.text()
     assert report.status("create_retry_safe") == "pass"  # a retried create replays the same job
     assert report.status("logs") == "pass" and "12 lines in 4 page(s)" in report.text()
+
+
+def test_forged_replay_metadata_is_refused():
+    import asyncio
+
+    from connector_nb.errors import MetadataError
+    from connector_nb.recording import ReplayMeta
+
+    replay = ReplayConnector(BIGQUERY)
+    with pytest.raises(MetadataError, match="not in the recording"):
+        asyncio.run(replay.get(ReplayMeta(job='{"job_id": "forged"}', started_at=0.0)))
