@@ -345,7 +345,7 @@ class ReplayConnector(AsyncConnector[ReplayMeta]):
                 self._creates):
             raise ValueError(f"index: expected an int below {len(self._creates)} (the recorded creates), got {index!r}")
         literals = json_format.ParseDict(self._creates[index]["request"].get("inputs", {}), literals_pb2.LiteralMap())
-        return to_python_dict(literals)
+        return dict(sorted(to_python_dict(literals).items()))  # protobuf maps keep no order: sort, for stable output
 
     def _live_request(self, task_template: Any, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
         from .template import custom_dict
