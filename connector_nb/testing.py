@@ -167,5 +167,5 @@ from .check import CHECKS, CheckReport, CheckResult, check_connector, check_conn
 
 __all__ = [
     "BlockingFakeConnector", "CHECKS", "CheckReport", "CheckResult", "FakeConnector", "FakeMeta", "check_connector",
-    "check_connector_async", "fast_policy", "phases", "process_group_gone", "wait_until",
+    "check_connector_async", "fast_policy", "phases", "process_group_gone", "Step", "wait_until",
 ]
