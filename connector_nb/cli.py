@@ -90,6 +90,9 @@ def _parser(help_task: str | None = None) -> argparse.ArgumentParser:
                        description="Run several example tasks at once, with a live table.")
     p.add_argument("--count", type=int, default=6, help="number of sleep runs besides the shell and SQL ones")
     p.set_defaults(func=cmd_demo)
+    from .cli_toolkit import add_commands
+
+    add_commands(sub)
     add_serve_parser(sub)
     return parser
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 #: The name of the current session in the user namespace.
 SESSION_NAME = "connector_session"
 SUBCOMMANDS = ("list", "launch", "status", "wait", "cancel", "logs", "metrics", "runs", "connect", "ui", "register",
-               "recover", "reattach")
+               "recover", "reattach", "check")
 
 
 def usage(message: Any) -> UsageError:
@@ -129,6 +129,7 @@ class ConnectorMagics(Magics):
     @argument("--step", action="store_true", help="launch: step mode (no auto-polling; use Refresh/Step)")
     @argument("--all", action="store_true", help="cancel: every live run; reattach: every recoverable run")
     @argument("--override", action="store_true", help="register: replace a different connector of that task type")
+    @argument("--wire", action="store_true", help="check: also serve the connector and check it through gRPC")
     @line_cell_magic
     def connector(self, line: str, cell: str | None = None) -> Any:
         """Run connector tasks live in the notebook.
@@ -149,6 +150,7 @@ class ConnectorMagics(Magics):
           %connector register CLASSNAME [--override]    register a connector class from the namespace
           %connector recover                            runs earlier kernels left unfinished (DataFrame)
           %connector reattach RUN_ID | --all            track them again here (returns the Run or Runs)
+          %connector check TASK k=v ... [--wire]        judge the connector: one row per check (DataFrame)
 
           %%connector launch [--wait]                   the cell is YAML or JSON:
           task: sleep                                   {task, inputs, custom, version}
@@ -293,6 +295,24 @@ class ConnectorMagics(Magics):
             raise usage(e) from None
         note = " (replaced the previous definition)" if replaced else ""
         print(f"registered {name} for task type {connector.task_type_name!r} v{connector.task_type_version}{note}")
+
+    def _do_check(self, args: Any, _cell: str | None) -> Any:
+        from .check import check_connector
+
+        if not args.args:
+            raise UsageError("check needs a task type: %connector check TASK k=v ... [--wire]")
+        task, version = args.args[0], args.version or 0
+        registry = self.session.registry
+        try:
+            inputs = parse_assignments(args.args[1:], declared_input_types(registry, task, version))
+            custom = parse_json_object(args.custom, "--custom")
+            if registry is None:  # a remote session: check the task type on its service
+                report = check_connector(task, inputs, custom, version=version, target=self.session.target)
+            else:
+                report = check_connector(task, inputs, custom, version=version, registry=registry, wire=args.wire)
+        except (InputError, UnknownTaskTypeError, TypeError) as e:
+            raise usage(e) from None
+        return report.frame()
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod

@@ -51,7 +51,8 @@ class AsyncSession(Observable):
         retain: int = RETAIN,
         **transport_options: Any,
     ) -> None:
-        """``target``: None for in-process, or ``grpc[s]://host:port``; ``journal=False`` turns the journal off."""
+        """``target``: None for in-process, or ``grpc[s]://host:port``; ``journal=False`` turns the journal off;
+        ``record="file.cnbrec"`` records every connector call (see ``connector_nb.recording``)."""
         self._loop: asyncio.AbstractEventLoop = running_loop("AsyncSession")
         self.transport = make_transport(target, registry, **transport_options)
         self.registry = self.transport.registry
@@ -310,7 +311,7 @@ class Session:
         **transport_options: Any,
     ) -> None:
         """``target``: None for in-process, or ``grpc[s]://host:port``; ``transport_options`` go to the transport
-        (for gRPC: ``metadata``, ``token``, ``protocol``, ``root_certificates``, ``timeout``, ...)."""
+        (``record="file.cnbrec"``; for gRPC: ``token``, ``protocol``, ``root_certificates``, ``timeout``, ...)."""
         options = dict(registry=registry, poll=poll, journal=journal, output_dir=output_dir, retain=retain,
                        **transport_options)
         self._loop = ENGINE.acquire()

@@ -160,3 +160,12 @@ def process_group_gone(pgid: int) -> bool:
 def phases(transitions: Iterable[Any]) -> list[str]:
     """The phase names of some transitions, in order."""
     return [t.phase for t in transitions]
+
+
+# The conformance check lives in check.py; these names are its public home.
+from .check import CHECKS, CheckReport, CheckResult, check_connector, check_connector_async  # noqa: E402
+
+__all__ = [
+    "BlockingFakeConnector", "CHECKS", "CheckReport", "CheckResult", "FakeConnector", "FakeMeta", "check_connector",
+    "check_connector_async", "fast_policy", "phases", "process_group_gone", "Step", "wait_until",
+]

@@ -23,7 +23,15 @@ _LAZY = {"LocalTransport": "local", "GrpcTransport": "grpc", "MockTransport": "m
 def make_transport(
     target: str | Transport | None, registry: ConnectorRegistry | None = None, **options: Any
 ) -> Transport:
-    """The transport for a session target: None -> in-process, ``grpc[s]://host:port`` or ``host:port`` -> gRPC."""
+    """The transport for a session target: None -> in-process, ``grpc[s]://host:port`` or ``host:port`` -> gRPC.
+
+    ``record="file.cnbrec"`` wraps it in a ``RecordingTransport`` that writes every call to that file.
+    """
+    record = options.pop("record", None)
+    if record is not None:
+        from .recording import RecordingTransport
+
+        return RecordingTransport(make_transport(target, registry, **options), record)
     if isinstance(target, Transport):
         return target
     if target is None or target in ("", "local", "in-process"):
