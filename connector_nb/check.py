@@ -8,6 +8,7 @@ connector a registry accepts, native or wrapped by an adapter, is checked the sa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import re
 import tempfile
@@ -138,23 +139,26 @@ class CheckReport:
 
 
 class _LoopLag:
-    """Measures how late a ticking task wakes on this loop, and charges the lateness to the methods running."""
+    """Measures how late a ticking task wakes on a loop, and charges the lateness to the methods running.
 
-    def __init__(self, tick: float = 0.005) -> None:
-        self.tick = tick
+    The loop is the caller's (in-process), or the one a server of ours runs connector calls on (``--wire``).
+    """
+
+    def __init__(self, tick: float = 0.005, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.tick, self.loop = tick, loop
         self.worst: dict[str, float] = {}
         self._active: set[str] = set()
         self._touched: set[str] = set()
-        self._waiters: list[asyncio.Future[None]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._waiters: list[concurrent.futures.Future[None]] = []
+        self._task: concurrent.futures.Future[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), self.loop or asyncio.get_running_loop())
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.gather(asyncio.wrap_future(self._task), return_exceptions=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,9 +183,9 @@ class _LoopLag:
         finally:
             self._active.discard(method)
             # Wait for the next tick, so a block inside this call is charged to it and not to the next one.
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
             self._waiters.append(waiter)
-            await waiter
+            await asyncio.wrap_future(waiter)
 
 
 class _RpcLag:
@@ -296,6 +300,8 @@ class _Target:
     metadata_type: type[Any] | None
     via: str
     output_prefix: str
+    #: The loop a server of ours runs this connector's calls on (``--wire``), to watch it directly.
+    work_loop: asyncio.AbstractEventLoop | None = None
 
 
 class _Checker:
@@ -305,7 +311,8 @@ class _Checker:
         self.t = target
         self.timeout, self.lag_threshold = timeout, lag_threshold
         self.rows: dict[str, CheckResult] = {}
-        self.probe: _LoopLag | _RpcLag = _LoopLag() if target.via == "in-process" else _RpcLag(target.transport)
+        local = target.via == "in-process" or target.work_loop is not None
+        self.probe: _LoopLag | _RpcLag = _LoopLag(loop=target.work_loop) if local else _RpcLag(target.transport)
 
     def row(self, check: str, status: str, reason: str, duration: float = 0.0) -> None:
         self.rows[check] = CheckResult(check, status, reason, duration, self.t.via)
@@ -559,7 +566,7 @@ def _connector_of(connector: Any, registry: ConnectorRegistry | None, version: i
 async def _check_via(
     transport: Transport, via: str, task: str | tasks_pb2.TaskTemplate, version: int, inputs: Mapping[str, Any],
     custom: Mapping[str, Any] | None, defaults: Mapping[str, Any], metadata_type: type[Any] | None,
-    timeout: float, lag_threshold: float,
+    timeout: float, lag_threshold: float, work_loop: asyncio.AbstractEventLoop | None = None,
 ) -> list[CheckResult]:
     from .template import bind_inputs
 
@@ -567,7 +574,7 @@ async def _check_via(
         category, template, found = await transport.resolve(task, version, custom, inputs)
         literals = bind_inputs(template, inputs, {**found, **defaults})
         with tempfile.TemporaryDirectory(prefix="connector-nb-check-") as prefix:
-            target = _Target(transport, category, template, literals, metadata_type, via, prefix)
+            target = _Target(transport, category, template, literals, metadata_type, via, prefix, work_loop)
             return await _Checker(target, timeout, lag_threshold).run()
     finally:
         await transport.aclose()
@@ -629,7 +636,8 @@ async def _served(registry: ConnectorRegistry, task: tasks_pb2.TaskTemplate, com
 
     handle = await asyncio.to_thread(serve, registry, port=0, host="127.0.0.1", block=False)
     try:
-        return await _check_via(make_transport(handle.target), "grpc", task, *common)
+        return await _check_via(make_transport(handle.target), "grpc", task, *common,
+                                work_loop=handle.connector_loop)
     finally:
         await asyncio.to_thread(handle.stop, 1.0)
 

@@ -624,6 +624,11 @@ class ServerHandle:
             self._release()
             raise
 
+    @property
+    def connector_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop connector calls run on (apart from the one that answers gRPC and health)."""
+        return self._engines[1].loop
+
     def _release(self) -> None:
         self._stopped.set()
         for engine in self._engines:
