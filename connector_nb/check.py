@@ -566,7 +566,7 @@ def _connector_of(connector: Any, registry: ConnectorRegistry | None, version: i
 async def _check_via(
     transport: Transport, via: str, task: str | tasks_pb2.TaskTemplate, version: int, inputs: Mapping[str, Any],
     custom: Mapping[str, Any] | None, defaults: Mapping[str, Any], metadata_type: type[Any] | None,
-    timeout: float, lag_threshold: float, work_loop: asyncio.AbstractEventLoop | None = None,
+    timeout: float, lag_threshold: float, *, work_loop: asyncio.AbstractEventLoop | None = None,
 ) -> list[CheckResult]:
     from .template import bind_inputs
 
