@@ -166,14 +166,34 @@ def values_html(values: Mapping[str, Any], css_class: str) -> str:
     return _table(css_class, ["name", "value"], rows)
 
 
-def logs_html(lines: Sequence[str] | None, note: str = "") -> str:
-    """Logs in ``pre.cnb-logs`` (the last 2000 lines)."""
+def logs_html(lines: Sequence[str] | None, note: str = "", follow: bool = False, max_lines: int = 2000) -> str:
+    """Logs in ``pre.cnb-logs`` (the last ``max_lines``) under a line count and a "copy" button.
+
+    With ``follow`` the box stays scrolled to its end (a reversed flex column starts at the bottom), so new
+    lines stay in sight while a run is live, with no script.
+    """
     if lines is None:
-        body = esc(note or "loading…")
-    else:
-        body = esc("\n".join(lines[-2000:])) or "<i>no log lines</i>"
-        body += f"\n<i>{esc(note)}</i>" if note else ""
-    return f"<pre class='cnb-logs' style='max-height:24em;overflow:auto;margin:0'>{body}</pre>"
+        return f"<pre class='cnb-logs' style='margin:0'>{esc(note or 'loading…')}</pre>"
+    body = esc("\n".join(lines[-max_lines:])) or "<i>no log lines</i>"
+    body += f"\n<i>{esc(note)}</i>" if note else ""
+    count = f"{len(lines)} line{'' if len(lines) == 1 else 's'}"
+    count += f" (last {max_lines} shown)" if len(lines) > max_lines else ""
+    # Copies the shown lines; where the clipboard API is refused it leaves them selected for Ctrl+C.
+    copy = ("<button class='cnb-copy-logs' title='copy the log lines' onclick=\"const p=this.closest("
+            "'.cnb-logs-box').querySelector('pre');const r=document.createRange();r.selectNodeContents(p);"
+            "const s=getSelection();s.removeAllRanges();s.addRange(r);"
+            "if(navigator.clipboard){navigator.clipboard.writeText(p.innerText).catch(()=>{});}"
+            "this.textContent='copied';\">copy</button>")
+    direction = "column-reverse" if follow else "column"
+    return (f"<div class='cnb-logs-box'><div style='color:#6c757d;font-size:90%'>"
+            f"<span class='cnb-log-count'>{count}</span>{' · following' if follow else ''} {copy}</div>"
+            f"<div class='cnb-logs-scroll' style='max-height:24em;overflow:auto;display:flex;"
+            f"flex-direction:{direction}'><pre class='cnb-logs' style='margin:0'>{body}</pre></div></div>")
+
+
+def plain_table(css_class: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A table of already-escaped-safe text cells (they are escaped here)."""
+    return _table(css_class, header, (_row(esc(c) for c in row) for row in rows))
 
 
 def run_text(run: Run) -> str:
