@@ -266,7 +266,7 @@ def test_launch_panel_unknown_task_type_inline(make_session):
     assert "ghost" in panel.form_error.value
 
 
-def test_dashboard_counts_and_cancel_all(make_session):
+def test_dashboard_counts_row_cancel_and_cancel_all(make_session):
     fake = FakeConnector(script=["RUNNING", "SUCCEEDED"])
     forever = FakeConnector("forever", script=["RUNNING"])
     session = make_session(fake, forever)
@@ -278,25 +278,89 @@ def test_dashboard_counts_and_cancel_all(make_session):
     wait_until(lambda: "RUNNING" in board.counts.value and "SUCCEEDED" in board.counts.value, what="counts")
     assert "5 runs" in board.counts.value and "cnb-counts" in board.counts._dom_classes
     assert "&nbsp;3" in board.counts.value and "&nbsp;2" in board.counts.value
-    wait_until(lambda: len(board.live_runs.options) == 2, what="live runs listed")
-    board.live_runs.value = live[0].run_id
-    board.cancel_run_button.click()
+    wait_until(lambda: board.shown == [r.run_id for r in [*done, *live][::-1]], what="newest first")
+    slot = board.slots[board.shown.index(live[0].run_id)]
+    assert not slot.cancel.disabled and slot.cancel.tooltip == f"cancel {live[0].run_id}"
+    assert all(s.cancel.disabled for s in board.slots[2:5])  # finished runs cannot be cancelled
+    slot.cancel.click()
     wait_until(lambda: live[0].phase == "ABORTED", what="one cancelled")
     assert live[1].phase == "RUNNING"
-    assert "cnb-cancel-all" in board.cancel_all_button._dom_classes
+    wait_until(lambda: slot.cancel.disabled, what="row cancel disabled")
     board.cancel_all_button.click()
     wait_until(lambda: live[1].phase == "ABORTED", what="all cancelled")
     wait_until(lambda: "ABORTED</span>&nbsp;2" in board.counts.value, what="counts updated")
     assert sum(1 for method, _ in forever.calls if method == "delete") == 2
 
 
-def test_dashboard_renders_only_the_latest_rows(make_session):
-    session = make_session(FakeConnector(script=["SUCCEEDED"]))
-    session.launch_many("fake", [{} for _ in range(30)])
-    board = Dashboard(session, max_rows=10)
+def test_dashboard_pages_filters_and_searches(make_session):
+    session = make_session(FakeConnector(script=["SUCCEEDED"]), FakeConnector("forever", script=["RUNNING"]))
+    finished = session.launch_many("fake", [{} for _ in range(25)])
+    for run in finished:
+        run.wait(timeout=10)
+    live = session.launch_many("forever", [{} for _ in range(5)])
+    wait_until(lambda: all(r.phase == "RUNNING" for r in live), what="live runs running")
+    board = Dashboard(session, page_size=10)
     wait_until(lambda: "30 runs" in board.counts.value, what="counts")
-    assert board.table.value.count("<tr>") == 11  # header + 10 rows
-    assert "latest 10 of 30" in board.table.value
+    board.render_now()
+    everything = [r.run_id for r in [*finished, *live][::-1]]
+    assert board.shown == everything[:10] and len(board.table.children) == 20  # only this page's rows
+    assert "1–10 of 30" in board.page_label.value and "page 1 of 3" in board.page_label.value
+    assert board.prev_button.disabled and not board.next_button.disabled
+    board.next_button.click()
+    assert board.shown == everything[10:20]
+    board.go(2)
+    assert board.shown == everything[20:30] and board.next_button.disabled
+    board.phase_filter.value = "RUNNING"  # a filter starts again from the first page
+    assert board.page == 0 and board.shown == [r.run_id for r in live[::-1]]
+    assert "1–5 of 5" in board.page_label.value and len(board.table.children) == 10
+    board.phase_filter.value = "all"
+    board.search.value = finished[7].run_id.upper()[-6:]
+    assert board.shown == [finished[7].run_id]
+    board.search.value = "no such run anywhere"
+    assert board.shown == [] and "no matching runs" in board.page_label.value
+
+
+def test_dashboard_has_no_preselected_run_and_an_html_fallback(make_session, monkeypatch):
+    from ipywidgets.widgets.tests.utils import _widget_attrs
+
+    # the test comm stubs out Widget._repr_mimebundle_: put the real one back for this test
+    monkeypatch.setattr(ipywidgets.Widget, "_repr_mimebundle_", _widget_attrs["_repr_mimebundle_"])
+    session = make_session(FakeConnector(script=["RUNNING"]))
+    session.launch_many("fake", [{} for _ in range(3)])
+    board = Dashboard(session)
+    assert not hasattr(board, "live_runs")  # no dropdown choosing a run for the user
+    bundle = board._repr_mimebundle_()
+    assert {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(bundle)
+    assert "3 runs" in bundle["text/plain"] and "class='cnb-runs'" in bundle["text/html"]
+    assert "Dashboard(children" not in bundle["text/plain"]
+
+
+def test_dashboard_chart_samples_counts_over_time(make_session):
+    session = make_session(FakeConnector(script=["RUNNING", "SUCCEEDED"]))
+    board = Dashboard(session, tick=0.05)
+    for run in session.launch_many("fake", [{} for _ in range(3)]):
+        run.wait(timeout=10)
+    wait_until(lambda: "<svg class='cnb-chart'" in board.chart.value, what="chart drawn")
+    wait_until(lambda: "SUCCEEDED</title>" in board.chart.value, what="a SUCCEEDED line")
+
+
+def test_dashboard_update_with_10000_runs_sends_under_50_kib(make_session):
+    from connector_nb.ui.dashboard import row_html
+
+    session = make_session(FakeConnector(script=["RUNNING"]), poll=fast_policy(max_interval=5.0))
+    runs = session.launch_many("fake", [{} for _ in range(10_000)])
+    board = Dashboard(session)
+    board._throttle.close()  # only the renders below: one update
+    board.render_now()
+    for widget in descendants(board):
+        widget.comm.messages.clear()
+    runs[-1].cancel()  # a change on the shown page
+    board.render_now()
+    sent = [m for widget in descendants(board) for m in widget.comm.messages]
+    size = sum(len(str(m)) for m in sent)
+    assert 0 < size <= 50 * 1024, size
+    assert "ABORTED" in str(sent) and len(row_html(runs[0])) < 400
+    print(f"dashboard update with 10,000 runs: {size / 1024:.1f} KiB in {len(sent)} messages")
 
 
 def test_view_coalesces_a_poll_storm(make_session):
