@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..frames import clock, time_in_phases
 from ..run import counts_text as plain_counts
@@ -96,15 +96,28 @@ def timeline_html(run: Run, max_rows: int = 200, current: str | None = None) -> 
     return note + _table("cnb-timeline", ["phase", "message", "time", "in phase"], rows)
 
 
-def links_html(log_links: Iterable[Any]) -> str:
-    """Log links (flyteidl ``TaskLog``) as links opening in a new tab."""
-    # A file:// link is dead in a browser (and a machine path in a saved notebook): name it, the Logs tab
-    # shows the lines.
-    links = [f"<span title='local file: see the Logs tab'>{esc(link.name or 'log')}</span>"
-             if link.uri.startswith("file:") else
-             f"<a href='{esc(link.uri)}' target='_blank' rel='noopener'>{esc(link.name or link.uri)}</a>"
-             for link in log_links]
+def links_html(log_links: Iterable[Any], url_for: Callable[[str], str | None] | None = None) -> str:
+    """Log links (flyteidl ``TaskLog``) as links opening in a new tab.
+
+    A ``file://`` link is dead in a browser (and a machine path in a saved notebook): with ``url_for`` (in a
+    kernel, ``connector_nb.jupyter_server.log_url``) it opens through the Jupyter server, otherwise it is
+    shown as a plain name; the Logs tab shows the lines either way.
+    """
+    links = [_link(link, url_for) for link in log_links]
     return f"<span class='cnb-log-links'>{' · '.join(links)}</span>" if links else ""
+
+
+def _link(link: Any, url_for: Callable[[str], str | None] | None) -> str:
+    name = esc(link.name or "log")
+    if not link.uri.startswith("file:"):
+        return f"<a href='{esc(link.uri)}' target='_blank' rel='noopener'>{esc(link.name or link.uri)}</a>"
+    url = url_for(link.uri) if url_for is not None else None
+    if url is None:
+        return f"<span title='local file: see the Logs tab'>{name}</span>"
+    # The server's base URL is known only to the page (JupyterHub serves under /user/<name>/): read it on click.
+    base = "JSON.parse(document.getElementById('jupyter-config-data').textContent).baseUrl"
+    return (f"<a class='cnb-file-log' href='/{esc(url)}' target='_blank' rel='noopener' title='opens through the "
+            f"Jupyter server' onclick=\"try{{this.href={base}+'{esc(url)}'}}catch(e){{}}\">{name}</a>")
 
 
 def _path_prefixes() -> list[tuple[str, str]]:

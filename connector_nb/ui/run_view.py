@@ -98,6 +98,23 @@ CLOSED_NOTE = ("<div class='cnb-closed' style='color:#6c757d'>This session is cl
                "updates. Re-run the cell that creates the session, then this cell.</div>")
 
 
+def _log_url_in_kernel() -> Callable[[str], str | None] | None:
+    """How local log links open: through the Jupyter server, but only inside a kernel (which has one)."""
+    from ._kernel import widgets_available
+
+    if not widgets_available():
+        return None
+    from ..jupyter_server import log_url
+
+    def url_for(uri: str) -> str | None:
+        try:
+            return log_url(uri)
+        except OSError:  # an unwritable runtime folder: the link stays a plain name
+            return None
+
+    return url_for
+
+
 class _Fetch:
     """A periodically refreshed remote value (logs, metrics): at most one request in flight."""
 
@@ -137,6 +154,7 @@ class RunView(ThrottledView, w.VBox):
         self._actions: dict[str, str] = {}  # pending action -> label
         self._action_error: tuple[str, BaseException] | None = None
         self._state: tuple[Any, ...] = ()
+        self._url_for = _log_url_in_kernel()
         self._build()
         self._throttle = Throttle(self._render, self._held, interval)
         self._unsubscribe = run.on_change(lambda _run: self._throttle.mark())
@@ -191,7 +209,7 @@ class RunView(ThrottledView, w.VBox):
         if len(state) != len(self._state) or any(a is not b for a, b in zip(state, self._state)):
             self._state = state  # only a recorded change rebuilds these (a poll storm mostly is not one)
             errors = "" if closed else reprs.error_html(self._errors())
-            self.body.value = (reprs.links_html(run.log_links) + errors
+            self.body.value = (reprs.links_html(run.log_links, self._url_for) + errors
                                + reprs.timeline_html(run, current="now"))
             self._render_buttons(closed)
         selected = self.tabs.selected_index
