@@ -259,6 +259,15 @@ def test_launch_panel_launch_adds_a_run_view(make_session):
     wait_until(lambda: "data-phase='SUCCEEDED'" in view.header.value, what="launched run succeeded")
 
 
+def test_launch_panel_of_a_closed_session_says_what_to_rerun(make_session):
+    session, panel, _fields = _panel_for_lists(make_session)
+    session.close()
+    panel.launch_button.click()
+    assert "This session is closed: re-run the cell that creates the session" in panel.form_error.value
+    assert "Traceback" not in panel.form_error.value and "RuntimeError" not in panel.form_error.value
+    assert panel.form_error.value.count("<div") == 1 and session.runs == []
+
+
 def test_launch_panel_unknown_task_type_inline(make_session):
     panel = LaunchPanel(make_session())
     panel.connector.options = [("ghost", ("ghost", 0))]
