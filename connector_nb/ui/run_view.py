@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, cast
 
 import ipywidgets as w
@@ -46,6 +47,7 @@ def shared(kind: str) -> Any:
 
         make = {"layout": w.Layout, "auto": lambda: w.Layout(width="auto"), "html_style": HTMLStyle,
                 "button_style": w.ButtonStyle, "row": lambda: w.Layout(align_items="center", flex_flow="row wrap"),
+                "full": lambda: w.Layout(width="100%"),
                 "placeholder": lambda: w.HTML(layout=shared("layout"), style=shared("html_style"))}[kind]
         widget = _SHARED[kind] = make()
     return widget
@@ -53,18 +55,15 @@ def shared(kind: str) -> Any:
 
 def html_widget(css_class: str, value: str = "", layout: Any = None) -> w.HTML:
     """An HTML widget with a CSS class (the DOM contract the browser tests select on)."""
-    widget = w.HTML(value, layout=layout or shared("layout"), style=shared("html_style"))
-    widget.add_class(css_class)
-    return widget
+    # Classes given at construction ride in the comm-open message; add_class would send an update.
+    return w.HTML(value, layout=layout or shared("layout"), style=shared("html_style"), _dom_classes=(css_class,))
 
 
 def button(description: str, css_class: str, **kwargs: Any) -> w.Button:
     """A button with a CSS class (shared layout and style unless given)."""
     kwargs.setdefault("layout", shared("auto"))
     kwargs.setdefault("style", shared("button_style"))
-    widget = w.Button(description=description, **kwargs)
-    widget.add_class(css_class)
-    return widget
+    return w.Button(description=description, _dom_classes=(css_class,), **kwargs)
 
 
 def enable(widget: w.Button, on: bool, style: str = "") -> None:
@@ -115,6 +114,11 @@ def _log_url_in_kernel() -> Callable[[str], str | None] | None:
     return url_for
 
 
+#: Renders a second that the ticks of all live views may take together (phase changes are not counted).
+TICK_BUDGET = 100.0
+_TICKING: weakref.WeakSet[RunView] = weakref.WeakSet()
+
+
 class _Fetch:
     """A periodically refreshed remote value (logs, metrics): at most one request in flight."""
 
@@ -144,7 +148,6 @@ class RunView(ThrottledView, w.VBox):
 
     def __init__(self, run: Run, *, interval: float = DEFAULT_INTERVAL, logs_interval: float = 1.0,
                  metrics_interval: float = 5.0, tick: float = 1.0) -> None:
-        super().__init__(layout=shared("layout"))
         self.run = run
         self.tick = tick
         self._logs = _Fetch(logs_interval)
@@ -153,29 +156,47 @@ class RunView(ThrottledView, w.VBox):
         self._outputs_source: Any = None
         self._actions: dict[str, str] = {}  # pending action -> label
         self._action_error: tuple[str, BaseException] | None = None
-        self._state: tuple[Any, ...] = ()
         self._url_for = _log_url_in_kernel()
-        self._build()
+        self._seen: tuple[Any, ...] = ()
+        closed = session_closed(run)
+        self._state = self._state_key(closed)
+        self._build(closed)
+        self._step_shown = self.step_button is not None
+        super().__init__(children=self._row(self._step_shown), layout=shared("row"), _dom_classes=("cnb-run-view",))
+        self.tabs.selected_index = None  # no page open: nothing fetched until one is asked for
+        self.phase, self.elapsed, self.live = run.phase, run.elapsed, not run.done
         self._throttle = Throttle(self._render, self._held, interval)
-        self._unsubscribe = run.on_change(lambda _run: self._throttle.mark())
+        self._unsubscribe = run.on_change(self._on_change)
         self.tabs.observe(lambda _change: self._open_tab(), "selected_index")
-        self._throttle.flush()
+        if not run.done and not closed:
+            _TICKING.add(self)
+            self._throttle.mark(delay=self._tick_delay())
 
     # -- construction ----------------------------------------------------------------------------
-    def _build(self) -> None:
-        self.header = html_widget("cnb-header")
-        self.cancel_button = button("Cancel", "cnb-cancel", icon="stop", button_style="danger")
-        self.refresh_button = button("Refresh", "cnb-refresh", icon="refresh")
+    def _build(self, closed: bool) -> None:
+        """The widgets, made with their first values (one comm-open message each, no updates after)."""
+        self.header = html_widget("cnb-header", reprs.badge(self.run.phase) + self._summary_html(closed))
+        self.cancel_button = button("Cancel", "cnb-cancel", icon="stop", **self._cancel_state(closed))
+        self.refresh_button = button("Refresh", "cnb-refresh", icon="refresh", disabled=closed)
         self.step_button: w.Button | None = None  # made when the run is in step mode
         self.cancel_button.on_click(lambda _b: self._act("cancel", self.run.cancel_async()))
         self.refresh_button.on_click(lambda _b: self._act("refresh", self.run.refresh_async()))
-        self.body = html_widget("cnb-body")  # log links, errors, timeline: HTML that changes together
+        # log links, errors, timeline: HTML that changes together
+        self.body = html_widget("cnb-body", self._body_html(closed), layout=shared("full"))
         placeholder = shared("placeholder")
-        self.tabs = w.Tab(children=[placeholder] * len(TAB_TITLES), titles=TAB_TITLES, layout=shared("layout"))
-        self.tabs.selected_index = None  # no page open: nothing fetched until one is asked for
-        self.row = w.HBox([self.header, self.cancel_button, self.refresh_button], layout=shared("row"))
-        self.children = [self.row, self.body, self.tabs]
-        self.add_class("cnb-run-view")
+        self.tabs = w.Tab(children=[placeholder] * len(TAB_TITLES), titles=TAB_TITLES, layout=shared("full"))
+        if not self.run.autopoll and not self.run.done and not closed:
+            self._step_button()
+
+    def _row(self, step_mode: bool) -> list[w.Widget]:
+        step = [self.step_button] if step_mode and self.step_button is not None else []
+        return [self.header, self.cancel_button, self.refresh_button, *step, self.body, self.tabs]
+
+    def _step_button(self) -> w.Button:
+        if self.step_button is None:
+            self.step_button = button("Step", "cnb-step", icon="step-forward")
+            self.step_button.on_click(lambda _b: self._act("step", self.run.refresh_async()))
+        return self.step_button
 
     def _held(self) -> list[w.Widget]:
         # Each child gets at most one trait change per render (unchanged values send nothing), so holding
@@ -204,15 +225,29 @@ class RunView(ThrottledView, w.VBox):
         live = not run.done and not closed
         self.phase, self.elapsed, self.live = phase, run.elapsed, not run.done
         self.header.value = reprs.badge(phase) + self._summary_html(closed)
-        state = (phase, len(run.transitions), live, run.resource, run.error, run.polling_error, run.autopoll,
-                 self._action_error, closed, *self._actions)
+        state = self._state_key(closed)
         if len(state) != len(self._state) or any(a is not b for a, b in zip(state, self._state)):
             self._state = state  # only a recorded change rebuilds these (a poll storm mostly is not one)
-            errors = "" if closed else reprs.error_html(self._errors())
-            self.body.value = (reprs.links_html(run.log_links, self._url_for) + errors
-                               + reprs.timeline_html(run, current="now"))
+            self.body.value = self._body_html(closed)
             self._render_buttons(closed)
-        selected = self.tabs.selected_index
+        self._render_tab(self.tabs.selected_index, live, closed)
+        if live:
+            _TICKING.add(self)
+            self._throttle.mark(delay=self._tick_delay())  # keep elapsed time and logs moving between polls
+        else:
+            _TICKING.discard(self)
+
+    def _state_key(self, closed: bool) -> tuple[Any, ...]:
+        run = self.run
+        return (run.phase, len(run.transitions), run.done, run.resource, run.error, run.polling_error, run.autopoll,
+                self._action_error, closed, *self._actions)
+
+    def _body_html(self, closed: bool) -> str:
+        errors = "" if closed else reprs.error_html(self._errors())
+        links = reprs.links_html(self.run.log_links, self._url_for)
+        return links + errors + reprs.timeline_html(self.run, current="now")
+
+    def _render_tab(self, selected: int | None, live: bool, closed: bool) -> None:
         if selected == OUTPUTS_TAB:
             self._render_outputs()
         elif selected is not None:
@@ -223,8 +258,22 @@ class RunView(ThrottledView, w.VBox):
                 self._render_logs(live)
             else:
                 self._render_metrics(live)
-        if live:
-            self._throttle.mark(delay=self.tick)  # keep elapsed time and logs moving between polls
+
+    def _on_change(self, run: Run) -> None:
+        """On the engine thread, after every poll: render only a recorded change (a poll mostly is not one).
+
+        Counters (get calls, elapsed, the latest message) follow on the next tick; a thousand views of busy
+        runs would otherwise render on every poll and take the engine's time.
+        """
+        seen = (len(run.transitions), run.error, run.polling_error, run.done, run.unreachable_since)
+        if len(seen) != len(self._seen) or any(a is not b for a, b in zip(seen, self._seen)):
+            self._seen = seen
+            self._throttle.mark()
+
+    def _tick_delay(self) -> float:
+        # Ticks of all live views together stay under TICK_BUDGET renders a second: with a thousand views,
+        # elapsed times move every few seconds and the engine keeps its pace.
+        return max(self.tick, len(_TICKING) / TICK_BUDGET)
 
     def _errors(self) -> list[BaseException | str]:
         errors: list[BaseException | str] = list(reprs.run_errors(self.run))
@@ -242,19 +291,20 @@ class RunView(ThrottledView, w.VBox):
                    f"{' · ' + pending if pending else ''}</span>")
         return summary + (CLOSED_NOTE if closed and not run.done else "")
 
+    def _cancel_state(self, closed: bool) -> dict[str, Any]:
+        on = self.run.live and not closed and "cancel" not in self._actions
+        return {"disabled": not on, "button_style": "danger" if on else ""}
+
     def _render_buttons(self, closed: bool) -> None:
-        enable(self.cancel_button, self.run.live and not closed and "cancel" not in self._actions, "danger")
+        for name, value in self._cancel_state(closed).items():
+            setattr(self.cancel_button, name, value)
         self.refresh_button.disabled = closed or "refresh" in self._actions
         step_mode = not self.run.autopoll and not self.run.done and not closed
-        if step_mode and self.step_button is None:
-            self.step_button = button("Step", "cnb-step", icon="step-forward")
-            self.step_button.on_click(lambda _b: self._act("step", self.run.refresh_async()))
-        if self.step_button is not None:
-            self.step_button.disabled = "step" in self._actions
-            shown = self.step_button in self.row.children
-            if step_mode != shown:
-                self.row.children = [self.header, self.cancel_button, self.refresh_button,
-                                     *([self.step_button] if step_mode else [])]
+        if step_mode:
+            self._step_button().disabled = "step" in self._actions
+        if self._step_shown != step_mode:
+            self._step_shown = step_mode
+            self.set_trait("children", self._row(step_mode))
 
     def _render_logs(self, live: bool) -> None:
         fetch = self._logs
@@ -329,7 +379,8 @@ class RunView(ThrottledView, w.VBox):
     def close(self) -> None:
         """Stop updates and close the widgets (shared layouts and placeholders stay)."""
         self._stop_updates()
-        owned = [getattr(self, "row", None), getattr(self, "header", None), getattr(self, "body", None),
+        _TICKING.discard(self)
+        owned = [getattr(self, "header", None), getattr(self, "body", None),
                  getattr(self, "tabs", None), getattr(self, "cancel_button", None),
                  getattr(self, "refresh_button", None), getattr(self, "step_button", None),
                  *getattr(self, "_pages", {}).values()]

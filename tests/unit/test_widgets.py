@@ -96,13 +96,13 @@ def test_refresh_button_calls_get_and_step_mode_shows_resources(make_session):
     fake = FakeConnector(script=["RUNNING", "SUCCEEDED"])
     run = make_session(fake).launch("fake", autopoll=False)
     view = RunView(run)
-    assert view.step_button in view.row.children  # shown in step mode
+    assert view.step_button in view.children  # shown in step mode
     view.step_button.click()
     wait_until(lambda: run.get_calls == 1, what="one get")
     wait_until(lambda: "Resource(" in view.body.value, what="raw resource in timeline")
     view.refresh_button.click()
     wait_until(lambda: "data-phase='SUCCEEDED'" in view.header.value, what="badge SUCCEEDED")
-    wait_until(lambda: view.step_button not in view.row.children, what="step hidden")
+    wait_until(lambda: view.step_button not in view.children, what="step hidden")
 
 
 def test_failed_action_is_shown_in_the_view(make_session):
