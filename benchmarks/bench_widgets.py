@@ -6,7 +6,7 @@ so the poll rate with views can be compared with the rate without them. The Dash
 bytes one update sends with 10,000 runs. ``--browser`` also runs the Chromium test of that Dashboard
 (tests/browser/test_dashboard.py, Playwright) and prints its render times.
 
-    .venv/bin/python benchmarks/bench_widgets.py [--runs 1000] [--seconds 3] [--max-interval 0.05] [--browser]
+    .venv/bin/python benchmarks/bench_widgets.py [--runs 1000] [--seconds 3] [--repeat 3] [--browser]
 """
 
 from __future__ import annotations
@@ -204,12 +204,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--max-interval", type=float, default=0.05, help="poll interval cap (fast_policy: 0.05)")
     parser.add_argument("--dashboard-runs", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of windows with and without views")
     parser.add_argument("--browser", action="store_true", help="also measure the render time in Chromium")
     args = parser.parse_args()
     install_counting_comm()
 
-    live = measure(args.runs, args.seconds, args.max_interval, with_views=True)
-    base = measure(args.runs, args.seconds, args.max_interval, with_views=False, settle=live["build_s"] + 0.5)
+    # Windows with and without views alternate, so a load change on a shared machine hits both alike.
+    deltas = []
+    for _ in range(args.repeat):
+        live = measure(args.runs, args.seconds, args.max_interval, with_views=True)
+        base = measure(args.runs, args.seconds, args.max_interval, with_views=False, settle=live["build_s"] + 0.5)
+        deltas.append((live["gets"] / live["wall_s"]) / (base["gets"] / base["wall_s"]) - 1)
     n, wall = args.runs, live["wall_s"]
     base_rate, live_rate = base["gets"] / base["wall_s"], live["gets"] / wall
     print(f"{n} active runs, fast poll policy (max interval {args.max_interval:g} s), window {wall:.2f} s")
@@ -218,6 +223,8 @@ def main() -> None:
     print(f"  get calls in window: baseline {base['gets']} ({base_rate:.0f}/s), "
           f"with views {live['gets']} ({live_rate:.0f}/s) -> {(live_rate / base_rate - 1) * 100:+.1f}%; "
           f"get_logs by views: {live['get_logs']}")
+    print(f"  poll rate with views vs without, per pair: {', '.join(f'{d * 100:+.1f}%' for d in deltas)}; "
+          f"median {sorted(deltas)[len(deltas) // 2] * 100:+.1f}%")
     print(f"  comm messages: total {live['messages']} ({live['messages'] / wall:.0f}/s)")
     print(f"    RunViews: {live['view_messages']} = {live['view_messages'] / n / wall:.2f} per view per second "
           f"({live['renders'] / n / wall:.2f} renders per view per second)")
