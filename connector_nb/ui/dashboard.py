@@ -28,7 +28,8 @@ FILTERS = ("all", "live", "finished", *reprs.PHASE_COLOURS)
 _HEADER = ("task type", "run", "phase", "started", "duration", "message")
 # Sent once (in the header widget) rather than inline on each of the page's rows, which keeps an update
 # of a full page small.
-_STYLE = ("<style>.cnb-dashboard .cnb-run-row,.cnb-dashboard .cnb-runs-header{display:grid;"
+_STYLE = ("<style>.cnb-dashboard .cnb-run-row{height:28px;box-sizing:border-box;overflow:hidden}"
+          ".cnb-dashboard .cnb-run-row,.cnb-dashboard .cnb-runs-header{display:grid;"
           "grid-template-columns:9em 17em 11em 6em 5em minmax(8em,1fr);gap:0 8px;align-items:center}"
           ".cnb-dashboard .cnb-run-row i{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font-style:normal}"
           ".cnb-dashboard .cnb-run-row b{color:white;border-radius:4px;padding:1px 6px;font-family:monospace;"
@@ -81,17 +82,15 @@ def chart_svg(history: Sequence[tuple[float, dict[str, int]]], width: int = 320,
 
 
 class _Slot:
-    """One pooled table row: its HTML line and its Cancel button, showing whichever run the page puts there."""
+    """One pooled Cancel button, acting on whichever run the page puts on its row."""
 
     def __init__(self, board: Dashboard) -> None:
         self.run_id = ""
-        self.html = html_widget("cnb-run-cell")
-        self.cancel = button("Cancel", "cnb-row-cancel", icon="stop")
+        self.cancel = button("Cancel", "cnb-row-cancel", icon="stop", layout=shared("row_button"))
         self.cancel.on_click(lambda _b: board.cancel(self.run_id))
 
     def show(self, run: Run, closed: bool) -> None:
         self.run_id = run.run_id
-        self.html.value = row_html(run)
         self.cancel.tooltip = f"cancel {run.run_id}"
         enable(self.cancel, run.live and not closed, "danger")
 
@@ -132,9 +131,13 @@ class Dashboard(ThrottledView, w.VBox):
         self.cancel_all_button = button("Cancel all", "cnb-cancel-all", icon="stop", button_style="danger")
         self.status = html_widget("cnb-dashboard-status")
         self.header = html_widget("cnb-runs-head", header_html())
+        # The page's rows are one HTML value (one message per update); the Cancel buttons sit in a column
+        # beside it, one per row at the same fixed height, and scroll with it.
+        self.rows = html_widget("cnb-rows", layout=shared("grow"))
         self.slots = [_Slot(self) for _ in range(self.page_size)]
-        self.table = w.GridBox([], layout=w.Layout(grid_template_columns="1fr auto", max_height=height,
-                                                   overflow="auto", align_items="center"))
+        self.cancels = w.VBox([], layout=shared("column"))
+        self.table = w.HBox([self.rows, self.cancels], layout=w.Layout(max_height=height, overflow="auto",
+                                                                       align_items="flex-start"))
         self.table.add_class("cnb-runs")
         self.phase_filter.observe(lambda _c: self._refilter(), "value")
         self.search.observe(lambda _c: self._refilter(), "value")
@@ -150,7 +153,7 @@ class Dashboard(ThrottledView, w.VBox):
 
     def _held(self) -> list[w.Widget]:
         return [self.counts, self.chart, self.page_label, self.prev_button, self.next_button,
-                self.cancel_all_button, self.status, self.table, *(x for s in self.slots for x in (s.html, s.cancel))]
+                self.cancel_all_button, self.status, self.rows, self.cancels, *(s.cancel for s in self.slots)]
 
     # -- rendering (UI thread) -------------------------------------------------------------------
     def _render(self) -> None:
@@ -161,11 +164,11 @@ class Dashboard(ThrottledView, w.VBox):
         self.counts.value = total + reprs.counts_html(counts) + (CLOSED_NOTE if closed else "")
         self._sample(counts)
         page_runs = self._page_runs(runs)
+        self.rows.value = "".join(row_html(run) for run in page_runs)
         for slot, run in zip(self.slots, page_runs):
             slot.show(run, closed)
-        used = [x for slot in self.slots[: len(page_runs)] for x in (slot.html, slot.cancel)]
-        if len(used) != len(self.table.children):
-            self.table.children = used
+        if len(page_runs) != len(self.cancels.children):
+            self.cancels.children = [slot.cancel for slot in self.slots[: len(page_runs)]]
         self.shown = [run.run_id for run in page_runs]
         live = any(run.live for run in runs)
         enable(self.cancel_all_button, live and not closed, "danger")
@@ -243,7 +246,7 @@ class Dashboard(ThrottledView, w.VBox):
         """Stop updates and close the widgets."""
         if self._stop_updates():
             owned: Iterable[w.Widget] = [*self._held(), self.header, self.phase_filter, self.search,
-                                         *(x for s in self.slots for x in (s.html, s.cancel))]
+                                         self.table]
             for child in owned:
                 child.close()
         super().close()

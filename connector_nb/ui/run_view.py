@@ -48,6 +48,9 @@ def shared(kind: str) -> Any:
         make = {"layout": w.Layout, "auto": lambda: w.Layout(width="auto"), "html_style": HTMLStyle,
                 "button_style": w.ButtonStyle, "row": lambda: w.Layout(align_items="center", flex_flow="row wrap"),
                 "full": lambda: w.Layout(width="100%"),
+                "grow": lambda: w.Layout(flex="1 1 auto", margin="0"),
+                "column": lambda: w.Layout(margin="0", flex="0 0 auto"),
+                "row_button": lambda: w.Layout(width="auto", height="28px", margin="0"),
                 "placeholder": lambda: w.HTML(layout=shared("layout"), style=shared("html_style"))}[kind]
         widget = _SHARED[kind] = make()
     return widget

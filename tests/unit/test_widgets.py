@@ -312,7 +312,8 @@ def test_dashboard_pages_filters_and_searches(make_session):
     wait_until(lambda: "30 runs" in board.counts.value, what="counts")
     board.render_now()
     everything = [r.run_id for r in [*finished, *live][::-1]]
-    assert board.shown == everything[:10] and len(board.table.children) == 20  # only this page's rows
+    assert board.shown == everything[:10] and len(board.cancels.children) == 10  # only this page's rows
+    assert board.rows.value.count("class='cnb-run-row'") == 10
     assert "1–10 of 30" in board.page_label.value and "page 1 of 3" in board.page_label.value
     assert board.prev_button.disabled and not board.next_button.disabled
     board.next_button.click()
@@ -321,7 +322,8 @@ def test_dashboard_pages_filters_and_searches(make_session):
     assert board.shown == everything[20:30] and board.next_button.disabled
     board.phase_filter.value = "RUNNING"  # a filter starts again from the first page
     assert board.page == 0 and board.shown == [r.run_id for r in live[::-1]]
-    assert "1–5 of 5" in board.page_label.value and len(board.table.children) == 10
+    assert "1–5 of 5" in board.page_label.value and len(board.cancels.children) == 5
+    assert board.rows.value.count("class='cnb-run-row'") == 5
     board.phase_filter.value = "all"
     board.search.value = finished[7].run_id.upper()[-6:]
     assert board.shown == [finished[7].run_id]
