@@ -33,7 +33,7 @@ _STYLE = ("<style>.cnb-dashboard .cnb-run-row{height:28px;box-sizing:border-box;
           "grid-template-columns:9em 17em 11em 6em 5em minmax(8em,1fr);gap:0 8px;align-items:center}"
           ".cnb-dashboard .cnb-run-row i{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font-style:normal}"
           ".cnb-dashboard .cnb-run-row b{color:white;border-radius:4px;padding:1px 6px;font-family:monospace;"
-          "font-size:90%;font-weight:normal;justify-self:start;background:#6c757d}"
+          "font-size:90%;font-weight:normal;justify-self:start;align-self:center;line-height:18px;background:#6c757d}"
           + "".join(f".cnb-dashboard .cnb-run-row b[data-phase={p}]{{background:{c}}}"
                     for p, c in reprs.PHASE_COLOURS.items()) + "</style>")
 
