@@ -1,16 +1,21 @@
-"""Comm traffic and thread CPU of live widgets: N active runs, each with a RunView, plus one Dashboard.
+"""Cost of live widgets: N active runs, each with a RunView, plus one Dashboard; and a Dashboard of 10,000 runs.
 
 Widgets talk through a counting fake comm (as in ipywidgets' own tests), so this needs no frontend. Runs use
 a fast poll policy for a fixed window; the same window is measured once without any widget as a baseline,
-so the engine-thread cost of the views (their ``on_change`` callbacks and log fetches) can be read off.
+so the poll rate with views can be compared with the rate without them. The Dashboard part measures the
+bytes one update sends with 10,000 runs. ``--browser`` also runs the Chromium test of that Dashboard
+(tests/browser/test_dashboard.py, Playwright) and prints its render times.
 
-    .venv/bin/python benchmarks/bench_widgets.py [--runs 1000] [--seconds 3] [--max-interval 0.05]
+    .venv/bin/python benchmarks/bench_widgets.py [--runs 1000] [--seconds 3] [--repeat 3] [--browser]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +24,8 @@ from typing import Any
 import psutil
 
 SENT: list[int] = [0]
+#: Bytes of each message sent (JSON of its data), for the Dashboard's per-update size.
+SIZES: list[int] = []
 _LOCK = threading.Lock()
 
 
@@ -37,10 +44,11 @@ class CountingComm:
     def on_msg(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def send(self, *args: Any, **kwargs: Any) -> None:
+    def send(self, data: Any = None, *args: Any, **kwargs: Any) -> None:
         self.messages += 1
         with _LOCK:
             SENT[0] += 1
+            SIZES.append(len(json.dumps(data, default=str)))
 
     def close(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -101,6 +109,7 @@ def measure(runs: int, seconds: float, max_interval: float, with_views: bool, se
 
             t0 = time.perf_counter()
             views = [RunView(run) for run in launched]
+            result["views_s"] = time.perf_counter() - t0
             board = Dashboard(session)
             result["build_s"] = time.perf_counter() - t0
         # Past the first burst of polls; the baseline waits as long as building the views took, so both
@@ -151,21 +160,71 @@ def _view_messages(widget: Any) -> int:
     return total
 
 
+def dashboard_update(runs: int = 10_000) -> dict[str, Any]:
+    """Bytes sent by one Dashboard update (a run on the shown page changes) with ``runs`` live runs."""
+    from connector_nb import ConnectorRegistry, Session
+    from connector_nb.testing import FakeConnector, fast_policy
+    from connector_nb.ui.dashboard import Dashboard
+
+    session = Session(registry=ConnectorRegistry([FakeConnector(script=["RUNNING"])]),
+                      poll=fast_policy(max_interval=5.0), output_dir=tempfile.mkdtemp(prefix="bench-widgets-"))
+    try:
+        launched = session.launch_many("fake", [{} for _ in range(runs)])
+        t0 = time.perf_counter()
+        board = Dashboard(session)
+        build = time.perf_counter() - t0
+        board._throttle.close()  # only the renders measured here
+        board.render_now()
+        launched[-1].cancel()
+        first = len(SIZES)
+        t0 = time.perf_counter()
+        board.render_now()
+        render = time.perf_counter() - t0
+        sizes = SIZES[first:]
+        board.close()
+    finally:
+        session.close(cancel_running=True)
+    return {"build_s": build, "render_s": render, "bytes": sum(sizes), "messages": len(sizes),
+            "largest": max(sizes, default=0)}
+
+
+def browser_figures() -> None:
+    """Run the Chromium test of a 10,000-run Dashboard and print the figures it prints."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s",
+               "tests/browser/test_dashboard.py"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    figures = [line for line in done.stdout.splitlines() if line.startswith("  dashboard")]
+    print("Dashboard in Chromium (Playwright, 10,000 runs):")
+    print("\n".join(figures) if figures else f"  no figures (pytest exit {done.returncode}):\n{done.stdout[-2000:]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--max-interval", type=float, default=0.05, help="poll interval cap (fast_policy: 0.05)")
+    parser.add_argument("--dashboard-runs", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of windows with and without views")
+    parser.add_argument("--browser", action="store_true", help="also measure the render time in Chromium")
     args = parser.parse_args()
     install_counting_comm()
 
-    live = measure(args.runs, args.seconds, args.max_interval, with_views=True)
-    base = measure(args.runs, args.seconds, args.max_interval, with_views=False, settle=live["build_s"] + 0.5)
+    # Windows with and without views alternate, so a load change on a shared machine hits both alike.
+    deltas = []
+    for _ in range(args.repeat):
+        live = measure(args.runs, args.seconds, args.max_interval, with_views=True)
+        base = measure(args.runs, args.seconds, args.max_interval, with_views=False, settle=live["build_s"] + 0.5)
+        deltas.append((live["gets"] / live["wall_s"]) / (base["gets"] / base["wall_s"]) - 1)
     n, wall = args.runs, live["wall_s"]
+    base_rate, live_rate = base["gets"] / base["wall_s"], live["gets"] / wall
     print(f"{n} active runs, fast poll policy (max interval {args.max_interval:g} s), window {wall:.2f} s")
-    print(f"  launch {n} runs: {live['launch_s']:.2f} s; build {n} RunViews + Dashboard: {live['build_s']:.2f} s")
-    print(f"  get calls in window: baseline {base['gets']} ({base['gets'] / base['wall_s']:.0f}/s), "
-          f"with views {live['gets']} ({live['gets'] / wall:.0f}/s); get_logs by views: {live['get_logs']}")
+    print(f"  launch {n} runs: {live['launch_s']:.2f} s; build {n} RunViews: {live['views_s']:.2f} s "
+          f"(+ Dashboard: {live['build_s']:.2f} s)")
+    print(f"  get calls in window: baseline {base['gets']} ({base_rate:.0f}/s), "
+          f"with views {live['gets']} ({live_rate:.0f}/s) -> {(live_rate / base_rate - 1) * 100:+.1f}%; "
+          f"get_logs by views: {live['get_logs']}")
+    print(f"  poll rate with views vs without, per pair: {', '.join(f'{d * 100:+.1f}%' for d in deltas)}; "
+          f"median {sorted(deltas)[len(deltas) // 2] * 100:+.1f}%")
     print(f"  comm messages: total {live['messages']} ({live['messages'] / wall:.0f}/s)")
     print(f"    RunViews: {live['view_messages']} = {live['view_messages'] / n / wall:.2f} per view per second "
           f"({live['renders'] / n / wall:.2f} renders per view per second)")
@@ -174,6 +233,12 @@ def main() -> None:
           f"over {wall:.2f} s -> views add {live['engine_cpu_s'] - base['engine_cpu_s']:+.2f} s "
           f"({(live['engine_cpu_s'] - base['engine_cpu_s']) / wall * 100:+.0f}% of one core)")
     print(f"  UI (render) thread CPU: {live['ui_cpu_s']:.2f} s ({live['ui_cpu_s'] / wall * 100:.0f}% of one core)")
+    board = dashboard_update(args.dashboard_runs)
+    print(f"Dashboard with {args.dashboard_runs:,} runs: built in {board['build_s'] * 1000:.0f} ms; one update "
+          f"renders in {board['render_s'] * 1000:.1f} ms (Python) and sends {board['bytes'] / 1024:.1f} KiB in "
+          f"{board['messages']} messages (largest {board['largest'] / 1024:.1f} KiB)")
+    if args.browser:
+        browser_figures()
 
 
 if __name__ == "__main__":

@@ -10,26 +10,20 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .. import _display
-from . import reprs
+from . import _kernel, reprs
 
 if TYPE_CHECKING:
     from ..run import Run
     from ..session import AsyncSession, Session
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-# One live view per object: displaying a run twice shows two views of the same widget model.
-_VIEWS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def widgets_available() -> bool:
     """Whether ipywidgets is importable and we run inside an IPython kernel (which has comms)."""
-    try:
-        import ipywidgets  # noqa: F401
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    return _kernel.widgets_available()
+# One live view per object: displaying a run twice shows two views of the same widget model.
+_VIEWS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def widget_view_json(widget: Any) -> dict[str, Any]:

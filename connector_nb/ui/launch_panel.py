@@ -26,6 +26,10 @@ _LABEL = w.Layout(width="auto")
 _STYLE = {"description_width": "initial"}
 
 
+#: What a launch from a closed session's panel says (one line, with what to re-run).
+CLOSED_LINE = "This session is closed: re-run the cell that creates the session, then this cell."
+
+
 class FormError(ValueError):
     """A form value could not be read (bad JSON, empty required field)."""
 
@@ -221,6 +225,9 @@ class LaunchPanel(w.VBox):
         """Read the form and launch on the engine loop; returns at once."""
         if self._launching or self.connector.value is None:
             return
+        if self.session.closed:
+            self._show_error(CLOSED_LINE)
+            return
         try:
             inputs, custom = self.values()
         except FormError as e:
@@ -273,4 +280,4 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
-__all__ = ["Field", "FormError", "LaunchPanel", "make_field", "template_fields"]
+__all__ = ["CLOSED_LINE", "Field", "FormError", "LaunchPanel", "make_field", "template_fields"]

@@ -10,7 +10,7 @@ import functools
 import html
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..frames import clock, time_in_phases
 from ..run import counts_text as plain_counts
@@ -97,15 +97,28 @@ def timeline_html(run: Run, max_rows: int = 200, current: str | None = None) -> 
     return note + _table("cnb-timeline", ["phase", "message", "time", "in phase"], rows)
 
 
-def links_html(log_links: Iterable[Any]) -> str:
-    """Log links (flyteidl ``TaskLog``) as links opening in a new tab."""
-    # A file:// link is dead in a browser (and a machine path in a saved notebook): name it, the Logs tab
-    # shows the lines.
-    links = [f"<span title='local file: see the Logs tab'>{esc(link.name or 'log')}</span>"
-             if link.uri.startswith("file:") else
-             f"<a href='{esc(link.uri)}' target='_blank' rel='noopener'>{esc(link.name or link.uri)}</a>"
-             for link in log_links]
+def links_html(log_links: Iterable[Any], url_for: Callable[[str], str | None] | None = None) -> str:
+    """Log links (flyteidl ``TaskLog``) as links opening in a new tab.
+
+    A ``file://`` link is dead in a browser (and a machine path in a saved notebook): with ``url_for`` (in a
+    kernel, ``connector_nb.jupyter_server.log_url``) it opens through the Jupyter server, otherwise it is
+    shown as a plain name; the Logs tab shows the lines either way.
+    """
+    links = [_link(link, url_for) for link in log_links]
     return f"<span class='cnb-log-links'>{' · '.join(links)}</span>" if links else ""
+
+
+def _link(link: Any, url_for: Callable[[str], str | None] | None) -> str:
+    name = esc(link.name or "log")
+    if not link.uri.startswith("file:"):
+        return f"<a href='{esc(link.uri)}' target='_blank' rel='noopener'>{esc(link.name or link.uri)}</a>"
+    url = url_for(link.uri) if url_for is not None else None
+    if url is None:
+        return f"<span title='local file: see the Logs tab'>{name}</span>"
+    # The server's base URL is known only to the page (JupyterHub serves under /user/<name>/): read it on click.
+    base = "JSON.parse(document.getElementById('jupyter-config-data').textContent).baseUrl"
+    return (f"<a class='cnb-file-log' href='/{esc(url)}' target='_blank' rel='noopener' title='opens through the "
+            f"Jupyter server' onclick=\"try{{this.href={base}+'{esc(url)}'}}catch(e){{}}\">{name}</a>")
 
 
 @functools.lru_cache(maxsize=1)
@@ -169,14 +182,34 @@ def values_html(values: Mapping[str, Any], css_class: str) -> str:
     return _table(css_class, ["name", "value"], rows)
 
 
-def logs_html(lines: Sequence[str] | None, note: str = "") -> str:
-    """Logs in ``pre.cnb-logs`` (the last 2000 lines)."""
+def logs_html(lines: Sequence[str] | None, note: str = "", follow: bool = False, max_lines: int = 2000) -> str:
+    """Logs in ``pre.cnb-logs`` (the last ``max_lines``) under a line count and a "copy" button.
+
+    With ``follow`` the box stays scrolled to its end (a reversed flex column starts at the bottom), so new
+    lines stay in sight while a run is live, with no script.
+    """
     if lines is None:
-        body = esc(note or "loading…")
-    else:
-        body = esc("\n".join(lines[-2000:])) or "<i>no log lines</i>"
-        body += f"\n<i>{esc(note)}</i>" if note else ""
-    return f"<pre class='cnb-logs' style='max-height:24em;overflow:auto;margin:0'>{body}</pre>"
+        return f"<pre class='cnb-logs' style='margin:0'>{esc(note or 'loading…')}</pre>"
+    body = esc("\n".join(lines[-max_lines:])) or "<i>no log lines</i>"
+    body += f"\n<i>{esc(note)}</i>" if note else ""
+    count = f"{len(lines)} line{'' if len(lines) == 1 else 's'}"
+    count += f" (last {max_lines} shown)" if len(lines) > max_lines else ""
+    # Copies the shown lines; where the clipboard API is refused it leaves them selected for Ctrl+C.
+    copy = ("<button class='cnb-copy-logs' title='copy the log lines' onclick=\"const p=this.closest("
+            "'.cnb-logs-box').querySelector('pre');const r=document.createRange();r.selectNodeContents(p);"
+            "const s=getSelection();s.removeAllRanges();s.addRange(r);"
+            "if(navigator.clipboard){navigator.clipboard.writeText(p.innerText).catch(()=>{});}"
+            "this.textContent='copied';\">copy</button>")
+    direction = "column-reverse" if follow else "column"
+    return (f"<div class='cnb-logs-box'><div style='color:#6c757d;font-size:90%'>"
+            f"<span class='cnb-log-count'>{count}</span>{' · following' if follow else ''} {copy}</div>"
+            f"<div class='cnb-logs-scroll' style='max-height:24em;overflow:auto;display:flex;"
+            f"flex-direction:{direction}'><pre class='cnb-logs' style='margin:0'>{body}</pre></div></div>")
+
+
+def plain_table(css_class: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A table of already-escaped-safe text cells (they are escaped here)."""
+    return _table(css_class, header, (_row(esc(c) for c in row) for row in rows))
 
 
 def run_text(run: Run) -> str:

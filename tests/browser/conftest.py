@@ -174,6 +174,10 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     base = tmp_path_factory.mktemp("jupyter")
     root = tmp_path_factory.mktemp("lab_root")
     _write_settings(base / "settings")
+    # connector_nb's log-link extension: its installed config may be missing from an editable install
+    server_config = base / "config" / "jupyter_server_config.d"
+    server_config.mkdir(parents=True, exist_ok=True)
+    (server_config / "connector_nb.json").write_text((REPO_ROOT / "jupyter-config" / "connector_nb.json").read_text())
     port, token = _free_port(), secrets.token_hex(16)
     log_path = base / "jupyter-lab.log"
     with log_path.open("wb") as log:

@@ -103,7 +103,7 @@ def test_launch_sleep_succeeds_and_shows_in_dashboard(lab_server, browser_page):
     assert run_id, "the RunView names its run"
 
     expect_count(page, "SUCCEEDED", 1)
-    row = dashboard(page).locator("table.cnb-runs tbody tr")
+    row = dashboard(page).locator(".cnb-run-row")
     expect(row).to_have_count(1)
     expect(row.locator("code")).to_have_text(run_id)
     expect(row.locator(".cnb-phase-badge")).to_have_attribute("data-phase", "SUCCEEDED")
@@ -133,7 +133,7 @@ def test_invalid_values_show_one_line_error_without_traceback(lab_server, browse
     check_one_line_error(page, re.compile(r"seconds.*between 0.*-5"))
 
     expect(panel(page).locator(".cnb-run-view")).to_have_count(0)
-    expect(dashboard(page).locator("table.cnb-runs tbody tr")).to_have_count(0)
+    expect(dashboard(page).locator(".cnb-run-row")).to_have_count(0)
 
     # A valid launch afterwards clears the error.
     type_into(field(page, "seconds"), "0")
