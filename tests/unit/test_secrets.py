@@ -173,7 +173,8 @@ def test_one_secret_per_route_appears_nowhere(dummy_comm, tmp_path, monkeypatch)
         assert [r.phase for r in runs] == ["SUCCEEDED", "SUCCEEDED", "FAILED", "SUCCEEDED"]
         views = [RunView(run) for run in runs]
         for run, view in zip(runs[:3], views):
-            wait_until(lambda v=view, r=run: r.logs().lines and MASK in v.logs.value, what="logs in the view")
+            view.tabs.selected_index = 0  # the Logs tab is made, and fetched, on first open
+            wait_until(lambda v=view, r=run: r.logs().lines and MASK in v.page(0).value, what="logs in the view")
         logs = [run.logs() for run in runs]
         assert logs[0].lines == [f"key={MASK}", f"plain {MASK}"]  # the echo really happened, masked
         places = {
