@@ -37,8 +37,9 @@ class FormError(ValueError):
 class Field:
     """One input: its widget and how to read a Python value back from it."""
 
-    def __init__(self, name: str, type_name: str, widget: w.Widget, read: Callable[[Any], Any]) -> None:
-        self.name, self.type_name, self.widget, self._read = name, type_name, widget, read
+    def __init__(self, name: str, type_name: str, widget: w.Widget, read: Callable[[Any], Any],
+                 forget: Callable[[], None] | None = None) -> None:
+        self.name, self.type_name, self.widget, self._read, self._forget = name, type_name, widget, read, forget
 
     @property
     def secret(self) -> bool:
@@ -56,9 +57,11 @@ class Field:
         return value
 
     def clear_secret(self) -> None:
-        """Empty a password field, so its value never stays in widget state that a saved notebook keeps."""
+        """Forget a password field's value after a launch (it never stays in widget state either way)."""
         if self.secret:
             self.widget.value = ""
+            if self._forget is not None:
+                self._forget()
 
 
 def _json(text: str) -> Any:
@@ -107,18 +110,37 @@ def make_field(name: str, type_name: str, default: Any = None) -> Field:
 
 
 def _password_field(name: str, type_name: str, default: Any, common: dict[str, Any], *, optional: bool) -> Field:
-    """A Password widget that never holds the default (kept here, in the kernel) in its synced state."""
+    """A Password widget whose synced state never holds a secret.
+
+    The default stays in the kernel; a typed value is taken into the kernel as soon as it reaches it (on
+    Enter or leaving the field) and the widget is emptied at once, so a saved notebook's widget state, which
+    holds what the widget shows, never carries it, launched or not.
+    """
     fallback = None if default is None else str(default)
     if fallback is not None:
         remember(fallback)
     hint = "empty = default" if fallback is not None else ("empty = None" if optional else "")
+    widget = w.Password(value="", placeholder=hint, **{**common, "continuous_update": False})
+    kept: dict[str, str] = {}
+
+    def take(change: dict[str, Any]) -> None:
+        if change["new"]:
+            kept["value"] = change["new"]
+            remember(change["new"])
+            widget.value, widget.placeholder = "", "•••• set (type to replace)"
 
     def read(text: str) -> Any:
-        if text:
-            return text
+        value = text or kept.get("value", "")
+        if value:
+            return value
         return fallback if fallback is not None or optional else ""
 
-    return Field(name, type_name, w.Password(value="", placeholder=hint, **common), read)
+    def clear() -> None:
+        kept.clear()
+        widget.value, widget.placeholder = "", hint
+
+    widget.observe(take, "value")
+    return Field(name, type_name, widget, read, clear)
 
 
 def template_fields(task_type: str, version: int, session: Session) -> list[Field] | None:

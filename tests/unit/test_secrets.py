@@ -136,6 +136,9 @@ def test_launch_panel_clears_password_fields_and_keeps_secrets_out_of_widget_sta
         assert type(fields["api_token"]).__name__ == "Password"
         assert "default-token-value" not in _manager_state_text()  # a default never enters widget state
         fields["api_token"].value = "typed-secret-9"
+        # typed but not launched: taken into the kernel at once, never left in state a saved notebook keeps
+        assert fields["api_token"].value == "" and "typed-secret-9" not in _manager_state_text()
+        assert "set" in fields["api_token"].placeholder
         fields["name"].value = "visible"
         panel.launch_button.click()
         wait_until(lambda: len(session.runs) == 1, what="launch")
