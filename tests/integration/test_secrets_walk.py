@@ -55,12 +55,18 @@ def _outputs_in_process(session: Session, run) -> dict[str, str]:
         out["error"] = "".join(traceback.format_exception(e))
     if run.error is not None:
         out["run.error"] = "".join(traceback.format_exception(run.error))
-    view, board = RunView(run), Dashboard(session)
-    view.tabs.selected_index = 0
-    wait_until(lambda: view.renders > 0 and board.renders > 0, what="the widgets to render")
-    out["widget state"] = str(w.Widget.get_manager_state())
-    view.close()
-    board.close()
+    from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
+
+    setup_test_comm()  # widgets without a frontend, as the widget tests make them
+    try:
+        view, board = RunView(run), Dashboard(session)
+        view.tabs.selected_index = 0
+        wait_until(lambda: view.renders > 0 and board.renders > 0, what="the widgets to render")
+        out["widget state"] = str(w.Widget.get_manager_state())
+        view.close()
+        board.close()
+    finally:
+        teardown_test_comm()
     return out
 
 
