@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Awaitable
 
 from .connector import Resource, is_terminal
+from .errors import ConnectorNbError
 
 if TYPE_CHECKING:
     from flyteidl.admin import agent_pb2
@@ -56,7 +57,11 @@ async def launch_call(
     metadata: agent_pb2.TaskExecutionMetadata | None = None,
 ) -> LaunchCall:
     """``create`` for an async connector, ``execute_sync`` for a sync one (asks ``transport.is_sync`` first)."""
-    launch = LaunchCall(sync=await transport.is_sync(category))
+    try:
+        sync = await transport.is_sync(category)
+    except ConnectorNbError:  # e.g. the service is down: create() fails the same way, inside the journaled launch
+        sync = False
+    launch = LaunchCall(sync=sync)
     launch.call = (launch._execute(transport, template, inputs, output_prefix, metadata) if launch.sync
                    else transport.create(template, inputs, output_prefix, metadata))
     return launch
