@@ -248,3 +248,54 @@ def test_local_execute_sync_refuses_an_async_connector():
         await transport.aclose()
 
     asyncio.run(scenario())
+
+
+class _SplitServicer(agent_pb2_grpc.SyncAgentServiceServicer):
+    """Answers as propeller allows: a header without outputs, then the outputs in messages of their own."""
+
+    def __init__(self, header_first: bool = True) -> None:
+        self.header_first = header_first
+        self.calls = 0
+
+    async def ExecuteTaskSync(self, requests: Any, context: Any) -> Any:
+        """Read the header and inputs; echo the inputs back as outputs, split over two messages."""
+        self.calls += 1
+        parts = [r async for r in requests]
+        inputs = parts[1].inputs
+        if self.header_first:
+            yield agent_pb2.ExecuteTaskSyncResponse(header=agent_pb2.ExecuteTaskSyncResponseHeader(
+                resource=agent_pb2.Resource(phase=3, message="split")))
+        for name in sorted(inputs.literals):
+            one = literals_pb2.LiteralMap()
+            one.literals[name].CopyFrom(inputs.literals[name])
+            yield agent_pb2.ExecuteTaskSyncResponse(outputs=one)
+
+
+@pytest.mark.parametrize("header_first", [True, False])
+def test_client_merges_outputs_sent_after_the_header(header_first):
+    import asyncio
+
+    async def scenario() -> None:
+        servicer = _SplitServicer(header_first)
+        server = grpc.aio.server()
+        agent_pb2_grpc.add_SyncAgentServiceServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        transport = GrpcTransport(f"grpc://127.0.0.1:{port}", protocol="v1")
+        try:
+            request = _requests("split", {"a": 1, "b": "two"})
+            call = transport.execute_sync(request[0].header.template, request[1].inputs, "/tmp/x")
+            if not header_first:
+                with pytest.raises(ConnectorCallError, match="without a header"):
+                    await call
+                return
+            resource = await call
+            assert resource.phase == "SUCCEEDED" and resource.message == "split"
+            values = {k: v.scalar.primitive for k, v in resource.outputs.literals.items()}
+            assert values["a"].integer == 1 and values["b"].string_value == "two"
+        finally:
+            await transport.aclose()
+            await server.stop(None)
+        assert servicer.calls == 1
+
+    asyncio.run(scenario())
