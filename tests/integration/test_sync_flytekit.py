@@ -173,3 +173,10 @@ def test_unknown_sync_task_type_is_not_found(service, python, hook):
             await transport.aclose()
 
     asyncio.run(scenario())
+
+
+def test_our_server_serves_flytekit_webhook_over_execute_task_sync():
+    """flytekit's WebhookConnector registered as it is, served by us (runs in ``.venv-flytekit-nb``)."""
+    from adapters_driver import run_cases
+
+    run_cases("flytekit", "sync_cases.py")
