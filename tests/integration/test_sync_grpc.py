@@ -299,3 +299,15 @@ def test_client_merges_outputs_sent_after_the_header(header_first):
         assert servicer.calls == 1
 
     asyncio.run(scenario())
+
+
+def test_a_sync_answer_that_is_not_final_makes_a_failed_run(tmp_path):
+    class Unfinished(Greeter):
+        def do(self, task_template: Any, output_prefix: str, inputs: dict[str, Any] | None = None,
+               **kwargs: Any) -> Resource:
+            return Resource(phase="RUNNING", message="still going")
+
+    with Session(registry=ConnectorRegistry([Unfinished()]), output_dir=str(tmp_path)) as local:
+        run = local.launch("greet", who="x")
+        assert run.phase == "FAILED" and run.done and not run.live
+        assert "answered RUNNING" in run.message and "still going" in run.message
