@@ -309,6 +309,33 @@ class _AgentServicer:
         except Exception as e:
             await self._abort(context, "GetTaskLogs", e, "resource_meta")
 
+    async def ExecuteTaskSync(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                              ) -> AsyncIterator[Any]:
+        """``SyncAgentService``: a header and the inputs in; one header with the final Resource (outputs in it) out."""
+        inputs = None
+        try:
+            header, inputs = await _sync_request(requests, self._limits)
+            template = header.template
+            metadata = header.task_execution_metadata if header.HasField("task_execution_metadata") else None
+            coro = self._execute_sync(template, inputs, header.output_prefix, metadata)
+            pb = await self._run(context, "execute_sync", template.type, coro)
+            response = self._pb.ExecuteTaskSyncResponse(header=self._pb.ExecuteTaskSyncResponseHeader(resource=pb))
+            yield self._sized(response, "execute_sync", template.type)
+        except Exception as e:
+            await self._abort(context, "ExecuteTaskSync", e, "inputs", inputs)
+
+    async def _execute_sync(self, template: Any, inputs: Any, output_prefix: str, metadata: Any) -> agent_pb2.Resource:
+        # On the connector loop, like _get: the connector runs there and big outputs convert there.
+        from .template import interface_types
+
+        category = TaskCategory(template.type, template.task_type_version)
+        resource = await self._t.execute_sync(template, inputs, output_prefix, metadata)
+        output_types = interface_types(template)[1] or self._t.connector(category).output_types
+        try:
+            return resource.masked().to_flyte_idl(output_types if resource.outputs is not None else None)
+        except Exception as e:  # outputs the connector returned do not convert: its fault, not the caller's
+            raise ConnectorCallError("do", category.name, e) from e
+
     async def ListAgents(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Every connector this service offers."""
         return self._pb.ListAgentsResponse(agents=self._agents())
@@ -328,10 +355,28 @@ class _AgentServicer:
         """One Agent per connector name, listing every category it handles (as flytekit does)."""
         agents: dict[str, agent_pb2.Agent] = {}
         for c in self._t.registry.list_connectors():
-            agent = agents.setdefault(c.name, self._pb.Agent(name=c.name, is_sync=False))
+            agent = agents.setdefault(c.name, self._pb.Agent(name=c.name, is_sync=bool(getattr(c, "is_sync", False))))
             agent.supported_task_types.append(c.task_type_name)
             agent.supported_task_categories.add(name=c.task_type_name, version=int(c.task_type_version))
         return list(agents.values())
+
+
+async def _sync_request(requests: AsyncIterator[Any], limits: ServeLimits) -> tuple[Any, Any]:
+    """(header, inputs) of an ExecuteTaskSync request stream: a header first, then the inputs (absent: none)."""
+    from flyteidl.core import literals_pb2
+
+    first = await _next(requests)
+    if first is None or first.WhichOneof("part") != "header":
+        raise InputError("header: the first ExecuteTaskSync message must be the header (template, output_prefix)")
+    header = first.header
+    if not header.template.type:
+        raise InputError("header.template.type: required (the task type name), got an empty string")
+    _check_length("header.template.type", header.template.type, limits)
+    _check_length("header.output_prefix", header.output_prefix, limits)
+    second = await _next(requests)  # flytekit's service reads exactly one more; propeller always sends it
+    if second is not None and second.WhichOneof("part") != "inputs":
+        raise InputError("inputs: the second ExecuteTaskSync message must carry the inputs, got another header")
+    return header, second.inputs if second is not None else literals_pb2.LiteralMap()
 
 
 async def _next(stream: AsyncIterator[R]) -> R | None:
@@ -385,6 +430,30 @@ def _wrapped(handler: Any, behaviour: Callable[[Any, Any, Callable[..., Any]], A
     return grpc.unary_stream_rpc_method_handler(stream, None, handler.response_serializer)
 
 
+def _guarded_stream(handler: Any, allowed: bool) -> Any:
+    """A bidirectional-stream ``handler`` behind the guard: UNAUTHENTICATED unless ``allowed``; requests that do
+    not parse raise InputError into the servicer, which answers INVALID_ARGUMENT."""
+    import grpc
+
+    parse, original = handler.request_deserializer, handler.stream_stream
+
+    async def parsed(raw_requests: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        async for raw in raw_requests:
+            try:
+                yield parse(raw) if parse is not None else raw
+            except Exception as e:
+                raise InputError(f"request: not a valid message ({type(e).__name__}: {e})"[:_MAX_DETAIL]) from None
+
+    async def stream(raw_requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
+        if not allowed:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token (send metadata 'authorization: Bearer <token>')")
+        async for item in original(parsed(raw_requests), context):
+            yield item
+
+    return grpc.stream_stream_rpc_method_handler(stream, None, handler.response_serializer)
+
+
 def _is_async_gen(fn: Any) -> bool:
     import inspect
 
@@ -420,7 +489,10 @@ def _guard(token: str | None) -> Any:
             if handler is None:
                 return None
             health = details.method.startswith(_HEALTH_PREFIX)
-            if expected is not None and not health and not _authorized(details.invocation_metadata, expected):
+            allowed = expected is None or health or _authorized(details.invocation_metadata, expected)
+            if handler.stream_stream is not None:  # ExecuteTaskSync
+                return _guarded_stream(handler, allowed)
+            if not allowed:
                 return _wrapped(handler, deny)
             if handler.request_deserializer is None:
                 return handler
@@ -567,6 +639,7 @@ async def _start(
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options], interceptors=list(interceptors) or None)
     agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(servicer, server)
     agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(servicer, server)
+    agent_pb2_grpc.add_SyncAgentServiceServicer_to_server(servicer, server)  # flyteidl2 has no sync service
     add_v2_handlers(server, servicer)
     health_servicer = health.aio.HealthServicer()
     services = [s.full_name for s in agent_pb2.DESCRIPTOR.services_by_name.values()] + list(V2_SERVICES)

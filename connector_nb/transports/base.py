@@ -91,6 +91,23 @@ class Transport(abc.ABC):
     ) -> bytes:
         """Start a job; returns its encoded resource metadata. Never retried once it may have been sent."""
 
+    async def is_sync(self, category: TaskCategory) -> bool:
+        """Whether ``category``'s connector is sync (``execute_sync`` instead of create/get); False by default."""
+        return False
+
+    async def execute_sync(
+        self,
+        template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap,
+        output_prefix: str,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
+    ) -> Resource:
+        """Run a sync connector's job to its end; returns its final Resource. Never retried once sent."""
+        from ..errors import NotSupportedError
+
+        raise NotSupportedError(f"{self.target or type(self).__name__} cannot run sync connectors "
+                                f"(task type {template.type!r})")
+
     @abc.abstractmethod
     async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
         """The job's current state."""

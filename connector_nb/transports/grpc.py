@@ -133,6 +133,8 @@ class GrpcTransport(Transport):
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._calls: dict[tuple[str, str], Any] = {}
+        #: Whether each category's connector is sync, from the last ListAgents (None: not asked yet).
+        self._sync: dict[TaskCategory, bool] | None = None
 
     def _protocol_choice(
         self, protocol: str, secrets: Mapping[str, str] | None, configs: Mapping[str, str] | None
@@ -181,6 +183,58 @@ class GrpcTransport(Transport):
                 raise CreateOutcomeUnknownError(_run_id(request), category.name, detail) from None
             raise await self._error(e, "create", category) from None
         return bytes(response.resource_meta)
+
+    async def is_sync(self, category: TaskCategory) -> bool:
+        """Whether ListAgents says the category's connector is sync (cached; asked again for an unseen category)."""
+        if self._sync is None or category not in self._sync:
+            try:
+                await self._list()
+            except NotSupportedError:  # a service without the metadata service: only async calls are known
+                self._sync = self._sync or {}
+        return bool(self._sync and self._sync.get(category, False))
+
+    async def execute_sync(
+        self,
+        template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap,
+        output_prefix: str,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
+    ) -> Resource:
+        """ExecuteTaskSync (v1 ``SyncAgentService``), sent at most once: a header, then the inputs; the answer is a
+        header with the final Resource, then any further outputs. CreateOutcomeUnknownError when it may have run."""
+        from flyteidl.admin import agent_pb2
+
+        category = TaskCategory(template.type, template.task_type_version)
+        header = agent_pb2.CreateRequestHeader(template=template, output_prefix=output_prefix,
+                                               task_execution_metadata=task_execution_metadata)
+        if await self._protocol() != "v1":
+            raise NotSupportedError(f"the service at {self.target} speaks flyteidl2, which has no sync service; "
+                                    f"cannot run the sync task type {category.name!r}")
+        call = self._sync_callable()
+        await self._connected("execute_sync")  # until here nothing was sent: failing is safe
+        requests = [agent_pb2.ExecuteTaskSyncRequest(header=header), agent_pb2.ExecuteTaskSyncRequest(inputs=inputs)]
+        try:
+            responses = [r async for r in call(iter(requests), timeout=self.timeout, metadata=self._metadata)]
+        except grpc.aio.AioRpcError as e:
+            if e.code() in _MAYBE_RECEIVED:
+                detail = f"{e.code().name}: {self._mask(e.details() or '')}"
+                run_id = _run_id(agent_pb2.CreateTaskRequest(task_execution_metadata=task_execution_metadata))
+                raise CreateOutcomeUnknownError(run_id, category.name, detail) from None
+            raise await self._error(e, "execute_sync", category) from None
+        return _sync_resource(responses, category)
+
+    def _sync_callable(self) -> Any:
+        """The ExecuteTaskSync multi-callable (bidirectional stream) on the running loop's channel."""
+        from flyteidl.admin import agent_pb2
+
+        channel = self._channel_here()
+        call = self._calls.get(("v1", "ExecuteTaskSync"))
+        if call is None:
+            call = self._calls[("v1", "ExecuteTaskSync")] = channel.stream_stream(
+                _SYNC_PATH, request_serializer=agent_pb2.ExecuteTaskSyncRequest.SerializeToString,
+                response_deserializer=agent_pb2.ExecuteTaskSyncResponse.FromString,
+            )
+        return call
 
     async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
         """GetTask: the run's current phase, message, links and outputs."""
@@ -319,6 +373,7 @@ class GrpcTransport(Transport):
                     continue  # not a flyteidl v1 service: ask in flyteidl2
                 raise await self._error(e, "list_connectors", None) from None
             self._settle(protocol)
+            self._sync = _sync_map(response)
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -386,7 +441,7 @@ class GrpcTransport(Transport):
         if cls is UnknownTaskTypeError:
             return UnknownTaskTypeError(category.name, category.version, await self._offered()) if category else None
         if cls is InputError:
-            return (InputError if what == "create" else MetadataError)(details)
+            return (InputError if what in ("create", "execute_sync") else MetadataError)(details)
         if cls is NotSupportedError:
             return NotSupportedError(f"the service at {self.target} does not implement {what}(): {details}")
         if cls is ConnectorCallError:
@@ -444,6 +499,8 @@ class GrpcTransport(Transport):
                 f"{keys('secrets', list(self._secrets.items()))}{keys('configs', list(self._configs.items()))}>")
 
 
+#: flyteidl v1's sync service (flyteidl2 has none).
+_SYNC_PATH = "/flyteidl.service.SyncAgentService/ExecuteTaskSync"
 #: Codes after which a sent CreateTask may have been received and acted on.
 _MAYBE_RECEIVED = (_CODE.UNAVAILABLE, _CODE.DEADLINE_EXCEEDED, _CODE.CANCELLED)
 
@@ -451,6 +508,35 @@ _MAYBE_RECEIVED = (_CODE.UNAVAILABLE, _CODE.DEADLINE_EXCEEDED, _CODE.CANCELLED)
 def _run_id(request: agent_pb2.CreateTaskRequest) -> str:
     """The run id a session puts in the request: the execution name propeller would set."""
     return str(request.task_execution_metadata.task_execution_id.node_execution_id.execution_id.name)
+
+
+def _sync_map(response: agent_pb2.ListAgentsResponse) -> dict[TaskCategory, bool]:
+    """Category -> is_sync, from a ListAgents answer."""
+    return {
+        TaskCategory(c.name, c.version): agent.is_sync
+        for agent in response.agents
+        for c in (agent.supported_task_categories or [TaskCategory(t) for t in agent.supported_task_types])
+    }
+
+
+def _sync_resource(responses: Sequence[agent_pb2.ExecuteTaskSyncResponse], category: TaskCategory) -> Resource:
+    """The final Resource of an ExecuteTaskSync answer: the header's, with outputs sent after it merged in."""
+    from flyteidl.admin import agent_pb2
+
+    from ..connector import Resource
+
+    if not responses or responses[0].WhichOneof("res") != "header":
+        raise ConnectorCallError("execute_sync", category.name, None,
+                                 "the service answered without a header (expected the final Resource first)")
+    pb = agent_pb2.Resource()
+    pb.CopyFrom(responses[0].header.resource)
+    for extra in responses[1:]:
+        if extra.WhichOneof("res") == "outputs":
+            pb.outputs.literals.MergeFrom(extra.outputs.literals)
+    resource = Resource.from_flyte_idl(pb)
+    if not resource.message and pb.HasField("agent_error"):
+        resource.message = _agent_error_text(pb.agent_error)
+    return resource
 
 
 def _agent_error_text(error: Any) -> str:

@@ -85,6 +85,36 @@ class LocalTransport(Transport):
                                      f"returned {type(meta).__name__}; expected a ResourceMeta")
         return meta.encode()
 
+    async def is_sync(self, category: TaskCategory) -> bool:
+        """Whether the registered connector is sync (a wrapped flytekit ``SyncConnectorBase``)."""
+        return bool(getattr(self.connector(category), "is_sync", False))
+
+    async def execute_sync(
+        self,
+        template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap,
+        output_prefix: str,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
+    ) -> Resource:
+        """Call a sync connector's ``do()`` with Python inputs; checks it returned a Resource."""
+        from ..literals import to_python_dict
+        from ..template import interface_types, remember_secrets
+
+        category = TaskCategory(template.type, template.task_type_version)
+        connector = self.connector(category)
+        if not await self.is_sync(category):
+            raise NotSupportedError(f"the {category.name!r} connector is not sync: it has no do(); use create()")
+        values = to_python_dict(inputs, interface_types(template)[0])
+        remember_secrets(template, values)
+        resource = await self._call(
+            connector, "do", task_template=template, output_prefix=output_prefix, inputs=values,
+            task_execution_metadata=task_execution_metadata,
+        )
+        if not isinstance(resource, Resource):
+            raise ConnectorCallError("do", category.name, None,
+                                     f"returned {type(resource).__name__}; expected a Resource")
+        return resource
+
     async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
         """Call ``get`` with the decoded metadata; checks it returned a Resource."""
         connector, meta = self._resolve(category, resource_meta)
