@@ -92,6 +92,7 @@ class AsyncSession(Observable):
         """
         self._check_open()
         values = {**(inputs or {}), **kwargs}
+        from .sync import launch_call
         from .template import bind_inputs, execution_metadata, remember_secrets
 
         category, template, defaults = await self.transport.resolve(task, version, custom, values)
@@ -104,14 +105,14 @@ class AsyncSession(Observable):
         all_inputs = {**defaults, **values}
         metadata = execution_metadata(template, run_id, task_execution_metadata)
         started = utcnow()
+        first = await launch_call(self.transport, category, template, literals, prefix, metadata)
         meta = await self._ledger.create(
-            self.transport.create(template, literals, prefix, metadata), run_id=run_id, category=category,
-            template=template.SerializeToString(), prefix=prefix, inputs=all_inputs, timeout=policy.create_timeout,
-            started_at=started,
+            first.call, run_id=run_id, category=category, template=template.SerializeToString(), prefix=prefix,
+            inputs=all_inputs, timeout=policy.create_timeout, started_at=started,
         )
         run = Run(self, category, template, all_inputs, meta, prefix, policy, autopoll, run_id, started_at=started)
         self._add(run)
-        if autopoll:
+        if not first.finish(run) and autopoll:  # a sync connector's run is final already: nothing to poll
             run._start_poller()
         return run
 
@@ -238,7 +239,6 @@ class AsyncSession(Observable):
         """Whether ``close()`` was called."""
         return self._closed
 
-    # -- plumbing --------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError("this session is closed; create a new one")

@@ -74,6 +74,25 @@ class RecordingTransport(Transport):
             template, inputs, output_prefix, task_execution_metadata), request, respond=lambda m: {"job": job_text(m)})
         return meta
 
+    async def is_sync(self, category: TaskCategory) -> bool:
+        """The inner transport's answer (a sync connector is run with ``execute_sync``)."""
+        return await self.inner.is_sync(category)
+
+    async def execute_sync(
+        self,
+        template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap,
+        output_prefix: str,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
+    ) -> Resource:
+        """A sync connector's whole job, recorded as one call (request as for create, the final Resource)."""
+        category = TaskCategory(template.type, template.task_type_version)
+        self._templates[category] = template
+        resource: Resource = await self._record(
+            "execute_sync", category, self.inner.execute_sync(template, inputs, output_prefix, task_execution_metadata),
+            masked_create_request(template, inputs), job=b"", respond=lambda r: resource_dict(r, template))
+        return resource
+
     async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
         """Get, recording the resource as flyteidl's Resource message (outputs as literals)."""
         template = self._templates.get(category)

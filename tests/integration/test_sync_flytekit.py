@@ -17,7 +17,6 @@ import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import sync_launch
 from flytekit_env import flytekit_python, free_port, serve_connector_command, stop_process
 
 from connector_nb import Session
@@ -59,11 +58,6 @@ class _Hook(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         """Quiet: no request lines on stderr."""
-
-
-@pytest.fixture(autouse=True)
-def _sync_launch(monkeypatch):
-    sync_launch.install(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from flyteidl.core import literals_pb2
 from flyteidl.service import agent_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
-import sync_launch
 
 from connector_nb import ConnectorRegistry, Session
 from connector_nb.connector import AsyncConnector, Resource, ResourceMeta
@@ -73,11 +72,6 @@ class Greeter(AsyncConnector[ResourceMeta]):
     def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
         """Never called."""
         raise AssertionError("delete() called on a sync connector")
-
-
-@pytest.fixture(autouse=True)
-def _sync_launch(monkeypatch):
-    sync_launch.install(monkeypatch)
 
 
 @pytest.fixture

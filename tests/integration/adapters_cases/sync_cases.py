@@ -23,12 +23,6 @@ from connector_nb.registry import ConnectorRegistry
 from connector_nb.server import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import sync_launch
-
-
-@pytest.fixture(autouse=True)
-def _sync_launch(monkeypatch):
-    sync_launch.install(monkeypatch)
 
 
 @pytest.fixture
