@@ -174,3 +174,41 @@ def test_our_server_serves_flytekit_webhook_over_execute_task_sync():
     from adapters_driver import run_cases
 
     run_cases("flytekit", "sync_cases.py")
+
+
+#: flytekit's FileSensor task, serialized by flytekit itself (its custom names the sensor class to poke).
+_SENSOR_SCRIPT = """
+import base64
+from collections import OrderedDict
+from flytekit.configuration import ImageConfig, SerializationSettings
+from flytekit.sensor.file_sensor import FileSensor
+from flytekit.tools.translator import get_serializable
+task = FileSensor(name="wait_for_file")
+settings = SerializationSettings(image_config=ImageConfig.auto_default_image())
+print(base64.b64encode(get_serializable(OrderedDict(), settings, task).template.to_flyte_idl().SerializeToString()))
+"""
+
+
+def _sensor_template(python: Path) -> Any:
+    from flyteidl.core import tasks_pb2
+
+    out = subprocess.run([str(python), "-c", _SENSOR_SCRIPT], capture_output=True, text=True, timeout=300,
+                         check=True).stdout.strip()
+    return tasks_pb2.TaskTemplate.FromString(base64.b64decode(out.removeprefix("b'").removesuffix("'")))
+
+
+def test_file_sensor_over_grpc_runs_until_the_file_appears_and_cancels(service, python, tmp_path):
+    from connector_nb.testing import wait_until
+
+    template = _sensor_template(python)
+    target = tmp_path / "report.csv"
+    with Session(service, journal=False) as session:
+        run = session.launch(template, path=str(target))
+        wait_until(lambda: run.phase == "RUNNING" and run.get_calls >= 2, timeout=60, what="the sensor to poke")
+        assert not run.done  # no file yet: it keeps RUNNING
+        target.write_text("ready\n")
+        assert run.wait(timeout=120).phase == "SUCCEEDED"
+        never = session.launch(template, path=str(tmp_path / "never.csv"))
+        wait_until(lambda: never.phase == "RUNNING", timeout=60, what="RUNNING")
+        never.cancel()
+        assert never.phase == "ABORTED" and never.done
