@@ -260,11 +260,14 @@ class Journal:
         """The transitions of ``run_id`` in the order they were recorded: phase, message, at (ISO), flag."""
         return self.get(run_id)["transitions"]
 
-    def unfinished(self, *, exclude_pid: int | None = None, orphans_only: bool = False) -> list[JournalRow]:
+    def unfinished(
+        self, *, exclude_pid: int | None = None, orphans_only: bool = False, flush: bool = True
+    ) -> list[JournalRow]:
         """Runs not in a terminal phase (intents and unknown outcomes too), newest first.
 
         ``exclude_pid`` skips the runs that process (on this host) launched or claimed: a live session's own.
         ``orphans_only`` also skips runs whose process still runs on this host (another open notebook's).
+        ``flush=False`` reads without waiting for this object's queued writes (they are about its own runs).
         """
         where = f"WHERE {_OPEN}"
         args: tuple[Any, ...] = ()
@@ -272,7 +275,8 @@ class Journal:
             where += " AND NOT (coalesce(pid, -1) = ? AND coalesce(host, '') = ?)"
             args = (exclude_pid, self._host)
         self._check_open()
-        self.flush()
+        if flush:
+            self.flush()
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, run_id DESC", args)
             found = rows.fetchall()

@@ -97,7 +97,8 @@ class Ledger:
     def unfinished(self, what: str) -> list[Mapping[str, Any]]:
         """Runs that other processes left unfinished, newest first."""
         # orphans only: a live notebook's runs are its own (it polls them), not a dead kernel's to take over
-        return list(self._need(what).unfinished(exclude_pid=os.getpid(), orphans_only=True))
+        # no flush: what this process still has queued is about its own runs, which are excluded anyway
+        return list(self._need(what).unfinished(exclude_pid=os.getpid(), orphans_only=True, flush=False))
 
     def reattachable(self, run_id: str) -> Mapping[str, Any]:
         """The journal row of ``run_id``; an error says why when it has no handle to poll."""

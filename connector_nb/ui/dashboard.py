@@ -7,6 +7,7 @@ only the rows that changed. Re-rendered at most a few times a second from ``sess
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -258,7 +259,8 @@ __all__ = ["FILTERS", "Dashboard", "chart_svg", "matches", "row_html"]
 class EarlierRuns(w.VBox):
     """"From earlier sessions": runs a dead kernel left unfinished, each with Reattach and Cancel.
 
-    Read from the journal when shown and on Refresh (not on every render: it is a database query).
+    Read from the journal when shown and on Refresh (not on every render: it is a database query), in a
+    thread, so a big journal never holds up the cell that shows the dashboard.
     """
 
     def __init__(self, session: AsyncSession, max_rows: int = 20) -> None:
@@ -273,7 +275,10 @@ class EarlierRuns(w.VBox):
         self.status = html_widget("cnb-earlier-status")
         self.add_class("cnb-earlier")
         self.children = [w.HBox([self.header, self.refresh_button, self.status]), self.rows]
-        self.refresh()
+        self.header.value = "<b>From earlier sessions</b>: reading the journal…"
+        self.layout.display = "none"  # shown once there is something to show
+        self.loaded = threading.Event()
+        threading.Thread(target=self.refresh, name="connector-nb-earlier", daemon=True).start()
 
     def refresh(self) -> None:
         """Read the journal again."""
@@ -282,6 +287,8 @@ class EarlierRuns(w.VBox):
         except Exception as e:  # a broken journal must not break the dashboard
             self.header.value = f"<b>From earlier sessions</b>: {reprs.esc(e)}"
             return
+        finally:
+            self.loaded.set()
         self.header.value = f"<b>From earlier sessions</b> ({len(frame)} unfinished)"
         self.rows.children = [self._row(r) for r in frame.head(self.max_rows).itertuples()]
         self.layout.display = None if len(frame) else "none"

@@ -57,7 +57,8 @@ def test_dashboard_earlier_sessions_section_cancels_an_orphan(orphans, tmp_path)
     try:
         board = Dashboard(session)
         earlier = board.earlier
-        assert earlier is not None and "2 unfinished" in earlier.header.value
+        assert earlier is not None
+        wait_until(lambda: "2 unfinished" in earlier.header.value, timeout=30, what="the journal read")
         row = next(r for r in earlier.rows.children if orphans[0] in r.children[0].value)
         row.children[2].click()  # Cancel: reattach, then delete
         wait_until(lambda: "cancelled" in earlier.status.value, timeout=30, what="the cancel")
