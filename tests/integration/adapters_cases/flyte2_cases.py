@@ -181,3 +181,13 @@ def test_launch_a_flyte2_task_object(session):
     assert list(run.template.interface.inputs.variables) == ["seconds"]
     with pytest.raises(InputError, match="no parent environment"):
         session.launch(_sleep_task("orphan", in_environment=False), seconds=0)
+
+
+def test_the_conformance_check_judges_a_flyte2_connector_in_process_and_through_the_wire():
+    from connector_nb.testing import check_connector
+
+    report = check_connector(F2Connector(), {"seconds": 0.2}, wire=True, timeout=60)
+    statuses = {(r.check, r.via): r.status for r in report.results}
+    failed = {k: v for k, v in statuses.items() if v == "fail"}
+    assert not failed, report.text()
+    assert statuses[("reaches_terminal", "grpc")] == "pass" and statuses[("logs", "in-process")] == "pass"

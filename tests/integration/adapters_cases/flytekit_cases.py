@@ -330,3 +330,14 @@ def test_async_metrics_and_streamed_logs(session):
     run.wait(timeout=30)
     assert run.logs().lines == ["page 0", "page 1", "page 2"]
     assert list(run.metrics()["value"]) == [0.5]
+
+
+def test_the_conformance_check_judges_flytekits_file_sensor_in_process_and_through_the_wire(tmp_path):
+    from connector_nb.testing import check_connector
+
+    ready = tmp_path / "ready.txt"
+    ready.write_text("x")
+    report = check_connector(SensorEngine(), {"path": str(ready)}, FILE_SENSOR, wire=True, timeout=60)
+    failed = [r for r in report.results if r.status == "fail"]
+    assert not failed, report.text()
+    assert len(report.results) == 24  # every check, in-process and through gRPC
