@@ -12,8 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence, TextIO
 
 from ._args import parse_assignments, parse_json_object
+from ._follow import follow
 from .errors import ConnectorNbError
-from .frames import clock
 
 if TYPE_CHECKING:
     from .connector import AsyncConnector
@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         run = session.launch(args.task, inputs, version=args.version, custom=custom, poll=poll)
         print(f"launched {run.run_id}", file=out, flush=True)
         try:
-            _follow(run, out) if args.follow else _wait_quietly(run)
+            follow(run, out) if args.follow else _wait_quietly(run)
         except KeyboardInterrupt:
             print(f"interrupted: cancelling {run.run_id}", file=out)
             run.cancel()
@@ -217,30 +217,8 @@ def _wait_quietly(run: Run) -> None:
         time.sleep(0.05)
 
 
-def _follow(run: Run, out: TextIO) -> None:
-    """Print each transition and new log line until the run is done."""
-    shown, lines, next_logs = 0, 0, 0.0
-    while True:
-        done = run.done
-        for t in run.transitions[shown:]:
-            print(f"{clock(t.at)}  {t.phase:<17} {t.message}", file=out, flush=True)
-        shown = len(run.transitions)
-        if done or time.monotonic() >= next_logs:
-            lines = _print_new_logs(run, lines, out)
-            next_logs = time.monotonic() + 0.5
-        if done:
-            return
-        time.sleep(0.05)
 
 
-def _print_new_logs(run: Run, already: int, out: TextIO) -> int:
-    try:
-        logs = run.logs()
-    except ConnectorNbError:
-        return already  # no logs (or not yet): transitions still tell the story
-    for line in logs.lines[already:]:
-        print(f"    | {line}", file=out, flush=True)
-    return len(logs.lines)
 
 
 def _report(run: Run, out: TextIO) -> int:

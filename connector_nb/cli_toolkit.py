@@ -10,11 +10,11 @@ import importlib
 import importlib.util
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from ._args import parse_assignments, parse_json_object
+from ._follow import follow
 from .errors import ConnectorNbError, InputError
 
 
@@ -126,38 +126,14 @@ def cmd_replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         run = session.launch(replay.task_type_name, inputs)
         print(f"replaying {run.run_id} ({replay.task_type_name}, speed {args.speed:g})", file=out, flush=True)
         try:
-            _follow(run, out)
+            follow(run, out)
         except KeyboardInterrupt:
             run.cancel()
         return _report(run, out)
 
 
-def _follow(run: Any, out: TextIO) -> None:
-    """Print each transition and each new log line until the run is done (as ``connector-nb run --follow``)."""
-    from .frames import clock
-
-    shown, lines, next_logs = 0, 0, 0.0
-    while True:
-        done = run.done
-        for t in run.transitions[shown:]:
-            print(f"{clock(t.at)}  {t.phase:<17} {t.message}", file=out, flush=True)
-        shown = len(run.transitions)
-        if done or time.monotonic() >= next_logs:
-            lines = _new_logs(run, lines, out)
-            next_logs = time.monotonic() + 0.5
-        if done:
-            return
-        time.sleep(0.05)  # a display refresh, not a test wait
 
 
-def _new_logs(run: Any, already: int, out: TextIO) -> int:
-    try:
-        logs = run.logs()
-    except ConnectorNbError:
-        return already  # no logs (or not yet): the transitions still tell the story
-    for line in logs.lines[already:]:
-        print(f"    | {line}", file=out, flush=True)
-    return len(logs.lines)
 
 
 def _report(run: Any, out: TextIO) -> int:
