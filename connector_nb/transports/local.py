@@ -70,20 +70,10 @@ class LocalTransport(Transport):
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> bytes:
         """Call the connector's ``create`` with Python inputs; returns its encoded metadata."""
-        from ..literals import to_python_dict
-        from ..template import interface_types, remember_secrets
-
         connector = self.connector(TaskCategory(template.type, template.task_type_version))
-        values = to_python_dict(inputs, interface_types(template)[0])
-        remember_secrets(template, values)  # served: masked in everything this process sends back
-        meta = await self._call(
-            connector, "create", task_template=template, output_prefix=output_prefix, inputs=values,
-            task_execution_metadata=task_execution_metadata,
-        )
-        if not isinstance(meta, ResourceMeta):
-            raise ConnectorCallError("create", connector.task_type_name, None,
-                                     f"returned {type(meta).__name__}; expected a ResourceMeta")
-        return meta.encode()
+        meta = await self._start(connector, "create", ResourceMeta, template, inputs, output_prefix,
+                                 task_execution_metadata)
+        return bytes(meta.encode())
 
     async def is_sync(self, category: TaskCategory) -> bool:
         """Whether the registered connector is sync (a wrapped flytekit ``SyncConnectorBase``)."""
@@ -97,23 +87,29 @@ class LocalTransport(Transport):
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> Resource:
         """Call a sync connector's ``do()`` with Python inputs; checks it returned a Resource."""
+        category = TaskCategory(template.type, template.task_type_version)
+        if not await self.is_sync(category):
+            raise NotSupportedError(f"the {category.name!r} connector is not sync: it has no do(); use create()")
+        resource: Resource = await self._start(self.connector(category), "do", Resource, template, inputs,
+                                               output_prefix, task_execution_metadata)
+        return resource
+
+    async def _start(
+        self, connector: AsyncConnector[Any], method: str, returns: type, template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap, output_prefix: str, metadata: agent_pb2.TaskExecutionMetadata | None,
+    ) -> Any:
+        """``create`` or ``do`` with the inputs as Python values; checks what it returned is a ``returns``."""
         from ..literals import to_python_dict
         from ..template import interface_types, remember_secrets
 
-        category = TaskCategory(template.type, template.task_type_version)
-        connector = self.connector(category)
-        if not await self.is_sync(category):
-            raise NotSupportedError(f"the {category.name!r} connector is not sync: it has no do(); use create()")
         values = to_python_dict(inputs, interface_types(template)[0])
-        remember_secrets(template, values)
-        resource = await self._call(
-            connector, "do", task_template=template, output_prefix=output_prefix, inputs=values,
-            task_execution_metadata=task_execution_metadata,
-        )
-        if not isinstance(resource, Resource):
-            raise ConnectorCallError("do", category.name, None,
-                                     f"returned {type(resource).__name__}; expected a Resource")
-        return resource
+        remember_secrets(template, values)  # served: masked in everything this process sends back
+        result = await self._call(connector, method, task_template=template, output_prefix=output_prefix,
+                                  inputs=values, task_execution_metadata=metadata)
+        if not isinstance(result, returns):
+            raise ConnectorCallError(method, connector.task_type_name, None,
+                                     f"returned {type(result).__name__}; expected a {returns.__name__}")
+        return result
 
     async def get(self, category: TaskCategory, resource_meta: bytes, output_prefix: str = "") -> Resource:
         """Call ``get`` with the decoded metadata; checks it returned a Resource."""
