@@ -153,12 +153,7 @@ def _serve(registry: Any, port: int, out: TextIO) -> int:
     except (OSError, ValueError) as e:
         raise ConnectorNbError(f"cannot serve the replay: {e}") from None
     print(f"replay service listening on {handle.target}", file=out, flush=True)
-    try:
-        handle.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        handle.stop(grace=1.0)
+    handle.serve_until_interrupted()
     return 0
 
 

@@ -697,6 +697,15 @@ class ServerHandle:
             self._release()
             raise
 
+    def serve_until_interrupted(self) -> None:
+        """Block until Ctrl-C (or the service stops), then stop, giving in-flight calls a second."""
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop(grace=1.0)
+
     @property
     def connector_loop(self) -> asyncio.AbstractEventLoop:
         """The loop connector calls run on (apart from the one that answers gRPC and health)."""
@@ -818,12 +827,7 @@ def serve(
     handle = ServerHandle(host, tls is not None, served.describe())
     handle._launch(lambda work: _start_serving(config, work))
     if block:
-        try:
-            handle.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            handle.stop(grace=1.0)
+        handle.serve_until_interrupted()
     return handle
 
 
