@@ -328,7 +328,7 @@ class _AgentServicer:
         # On the connector loop, like _get: the connector runs there and big outputs convert there.
         from .template import interface_types
 
-        category = TaskCategory(template.type, template.task_type_version)
+        category = TaskCategory.of(template)
         resource = await self._t.execute_sync(template, inputs, output_prefix, metadata)
         output_types = interface_types(template)[1] or self._t.connector(category).output_types
         try:

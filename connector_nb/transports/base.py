@@ -30,6 +30,11 @@ class TaskCategory:
     def __str__(self) -> str:
         return f"{self.name} (v{self.version})"
 
+    @classmethod
+    def of(cls, template: tasks_pb2.TaskTemplate) -> TaskCategory:
+        """The category a TaskTemplate is for (its type and task type version)."""
+        return cls(template.type, template.task_type_version)
+
 
 @dataclass(frozen=True)
 class ConnectorInfo:
@@ -75,7 +80,7 @@ class Transport(abc.ABC):
 
         if not isinstance(task, str):
             template = with_custom(task, custom)
-            return TaskCategory(template.type, template.task_type_version), template, {}
+            return TaskCategory.of(template), template, {}
         category = TaskCategory(task, version)
         found = await self.task_template(category, dict(custom) if custom else None)
         template = found or with_inferred_interface(task, dict(values or {}), custom=custom, version=version)

@@ -172,7 +172,7 @@ class GrpcTransport(Transport):
             template=template, inputs=inputs, output_prefix=output_prefix,
             task_execution_metadata=task_execution_metadata,
         )
-        category = TaskCategory(template.type, template.task_type_version)
+        category = TaskCategory.of(template)
         call = self._callable("CreateTask", await self._protocol())
         await self._connected("create")  # until here nothing was sent: failing is safe
         try:
@@ -204,7 +204,7 @@ class GrpcTransport(Transport):
         header with the final Resource, then any further outputs. CreateOutcomeUnknownError when it may have run."""
         from flyteidl.admin import agent_pb2
 
-        category = TaskCategory(template.type, template.task_type_version)
+        category = TaskCategory.of(template)
         header = agent_pb2.CreateRequestHeader(template=template, output_prefix=output_prefix,
                                                task_execution_metadata=task_execution_metadata)
         if await self._protocol() != "v1":

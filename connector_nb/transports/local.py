@@ -70,7 +70,7 @@ class LocalTransport(Transport):
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> bytes:
         """Call the connector's ``create`` with Python inputs; returns its encoded metadata."""
-        connector = self.connector(TaskCategory(template.type, template.task_type_version))
+        connector = self.connector(TaskCategory.of(template))
         meta = await self._start(connector, "create", ResourceMeta, template, inputs, output_prefix,
                                  task_execution_metadata)
         return bytes(meta.encode())
@@ -87,7 +87,7 @@ class LocalTransport(Transport):
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> Resource:
         """Call a sync connector's ``do()`` with Python inputs; checks it returned a Resource."""
-        category = TaskCategory(template.type, template.task_type_version)
+        category = TaskCategory.of(template)
         if not await self.is_sync(category):
             raise NotSupportedError(f"the {category.name!r} connector is not sync: it has no do(); use create()")
         resource: Resource = await self._start(self.connector(category), "do", Resource, template, inputs,

@@ -77,7 +77,7 @@ class MockTransport(Transport):
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> bytes:
         """The handler's resource meta, as bytes."""
-        category = TaskCategory(template.type, template.task_type_version)
+        category = TaskCategory.of(template)
         meta = await self._ask(Request("create", category, b"", template, inputs, output_prefix,
                                        {"task_execution_metadata": task_execution_metadata}))
         if isinstance(meta, ResourceMeta):

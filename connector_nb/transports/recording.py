@@ -67,7 +67,7 @@ class RecordingTransport(Transport):
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> bytes:
         """Create, recording the template and inputs (the output prefix is a local path, so it is left out)."""
-        category = TaskCategory(template.type, template.task_type_version)
+        category = TaskCategory.of(template)
         self._templates[category] = template
         request = masked_create_request(template, inputs)
         meta: bytes = await self._record("create", category, self.inner.create(
@@ -86,7 +86,7 @@ class RecordingTransport(Transport):
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None = None,
     ) -> Resource:
         """A sync connector's whole job, recorded as one call (request as for create, the final Resource)."""
-        category = TaskCategory(template.type, template.task_type_version)
+        category = TaskCategory.of(template)
         self._templates[category] = template
         resource: Resource = await self._record(
             "execute_sync", category, self.inner.execute_sync(template, inputs, output_prefix, task_execution_metadata),
