@@ -46,7 +46,8 @@ FRAME_COLUMNS = ["run_id", "task_type", "target", "age", "phase", "unknown_outco
 _TERMINAL_SQL = "(" + ", ".join(f"'{p}'" for p in TERMINAL) + ")"
 _OPEN = f"phase NOT IN {_TERMINAL_SQL}"  # every UPDATE of runs has it: a terminal run is never rewritten
 _MAX_BATCH = 5000  # queued writes taken at once
-_MAX_TX = 400  # writes per transaction: bounds how long an intent() waits behind the writer
+_MAX_TX = 2500  # writes per transaction: bounds how long an intent() waits behind the writer
+_MAX_VARS = 999  # bound parameters per statement (SQLite's smallest limit; a bigger one is read when offered)
 _LINGER_S = 0.02  # the writer gathers this long before committing (a flush() cuts it short): fewer, larger commits
 _BUSY_TIMEOUT_S = 30.0
 _CHECKPOINT_EVERY_S = 0.5  # the writer thread copies the WAL into the database this often (if anything changed)
@@ -73,15 +74,24 @@ CREATE TRIGGER transitions_open_runs_only BEFORE INSERT ON transitions
 WHEN NOT EXISTS (SELECT 1 FROM runs WHERE run_id = NEW.run_id AND {_OPEN})
 BEGIN SELECT RAISE(IGNORE); END;
 """
-_INSERT_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, template, output_prefix, phase, "
-               "started_at, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, 'CREATING', ?, ?, ?)")
-_INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES (?, ?, ?, ?, ?)"
-_CREATED = ("INSERT INTO transitions (run_id, phase, message, at, flag) "
-            "SELECT run_id, 'QUEUED', 'created', ?, '' FROM runs WHERE run_id = ? AND phase = 'CREATING'")
+# The writer's statements take many rows each ({values}: "(?, ?), (?, ?), ..."): the sqlite3 module lets go of
+# the GIL for every statement it steps, and getting it back from a busy event loop costs up to 5 ms each time,
+# so one statement per batch, not one per row, is what keeps the journal off the launch path.
+_INSERT_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, template, output_prefix, started_at, "
+               "pid, host, phase) VALUES {values}")
+_INSERT_RUN_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'CREATING')"
+_EXISTING = "SELECT run_id FROM runs WHERE run_id IN ({values})"
+_INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES {values}"
+_ONE_TRANSITION = "(?, ?, ?, ?, ?)"
+_CREATED = ("INSERT INTO transitions (run_id, phase, message, at, flag) SELECT run_id, 'QUEUED', 'created', "
+            "v.column2, '' FROM (VALUES {values}) AS v JOIN runs ON run_id = v.column1 AND phase = 'CREATING'")
 # In an UPDATE every right-hand side sees the old row: phase and message move on only from CREATING.
-_STORE_META = ("UPDATE runs SET resource_meta = ?, phase = CASE phase WHEN 'CREATING' THEN 'QUEUED' ELSE phase END, "
-               f"message = CASE phase WHEN 'CREATING' THEN 'created' ELSE message END WHERE run_id = ? AND {_OPEN}")
-_STATE = f"UPDATE runs SET phase = ?, message = ?, ended_at = ? WHERE run_id = ? AND {_OPEN}"
+_STORE_META = ("UPDATE runs SET resource_meta = v.column2, "
+               "phase = CASE phase WHEN 'CREATING' THEN 'QUEUED' ELSE phase END, "
+               "message = CASE phase WHEN 'CREATING' THEN 'created' ELSE message END "
+               f"FROM (VALUES {{values}}) AS v WHERE run_id = v.column1 AND {_OPEN}")
+_STATE = ("UPDATE runs SET phase = v.column2, message = v.column3, ended_at = v.column4 "
+          f"FROM (VALUES {{values}}) AS v WHERE run_id = v.column1 AND {_OPEN}")
 _ADD_FLAG = ("UPDATE runs SET flags = CASE WHEN instr(',' || flags || ',', ',' || ?1 || ',') > 0 THEN flags "
              f"WHEN flags = '' THEN ?1 ELSE flags || ',' || ?1 END WHERE run_id = ?2 AND {_OPEN}")
 _UNKNOWN = f"UPDATE runs SET unknown_outcome = 1, message = ? WHERE run_id = ? AND {_OPEN}"
@@ -134,10 +144,14 @@ class Journal:
                                "(set CONNECTOR_NB_HOME, pass journal='path', or journal=False)") from e
         self._lock = threading.Lock()  # one connection, shared by the caller threads and the writer thread
         self._db = self._open()
+        getlimit, which = getattr(self._db, "getlimit", None), getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", None)
+        self._max_vars = min(getlimit(which), 32766) if getlimit and which is not None else _MAX_VARS  # 3.11+
         self._pid, self._host = os.getpid(), socket.gethostname()
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._dirty, self._checkpointed = False, time.monotonic()
-        self._rejected: set[str] = set()  # run ids whose queued intent was a duplicate (writer thread only)
+        # ids of queued intent rows refused as duplicates (writer thread only): the row, not the run id, since
+        # the first of two intents with one id is written and only the second refused
+        self._rejected: set[int] = set()
         self._hurry = threading.Event()  # set by flush() and close(): commit what is queued now
         self._known: dict[str, list[str]] = {}  # secret input values of open runs, to mask them in messages
         self._closed = False
@@ -156,7 +170,8 @@ class Journal:
         row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
         with self._lock:
             try:
-                self._db.execute(_INSERT_RUN, row)  # autocommit: durable once execute returns
+                # autocommit: durable once execute returns
+                self._db.execute(_INSERT_RUN.format(values=_INSERT_RUN_ROW), row)
             except sqlite3.IntegrityError:
                 raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
         self._dirty = True
@@ -179,10 +194,13 @@ class Journal:
     ) -> tuple[Any, ...]:
         """The checked, redacted row of an intent; remembers the run's secret values to mask its messages."""
         self._check_open()
-        for name, value, kind in (("run_id", run_id, str), ("task_type", task_type, str), ("target", target, str),
-                                  ("version", version, int), ("inputs", inputs, Mapping),
-                                  ("template", template, bytes), ("started_at", started_at, datetime)):
-            _need(name, value, kind)
+        if not (isinstance(run_id, str) and isinstance(task_type, str) and isinstance(target, str)
+                and isinstance(version, int) and isinstance(inputs, Mapping) and isinstance(template, bytes)
+                and isinstance(started_at, datetime)):
+            for name, value, kind in (("run_id", run_id, str), ("task_type", task_type, str),
+                                      ("target", target, str), ("version", version, int), ("inputs", inputs, Mapping),
+                                      ("template", template, bytes), ("started_at", started_at, datetime)):
+                _need(name, value, kind)
         known, inputs_json = _clean_inputs(inputs)
         row = (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
                output_prefix, _iso(started_at), self._pid, self._host)
@@ -341,7 +359,8 @@ class Journal:
         done: asyncio.Future[None] = loop.create_future()
         self._queue.put(op)
         self._queue.put(("notify", loop, done, op))  # after op in the queue: settled once op is committed
-        self._hurry.set()  # someone waits: no lingering
+        if not self._hurry.is_set():  # someone waits: no lingering (set() takes a lock: only when needed)
+            self._hurry.set()
         await done
 
     def _unknown(self, run_id: str) -> UnknownRunError:
@@ -383,7 +402,18 @@ class Journal:
                 checkpointer.close()
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
-        work = [op for op in batch if op[0] not in ("flush", "stop", "notify")]
+        # This thread needs the GIL for its Python work, and takes it from the event loop: one pass, no more.
+        work: list[tuple[Any, ...]] = []
+        flushes: list[threading.Event] = []
+        waiting: dict[Any, list[tuple[Any, ...]]] = {}  # loop -> its "notify" ops
+        for op in batch:
+            kind = op[0]
+            if kind == "notify":
+                waiting.setdefault(op[1], []).append(op)
+            elif kind == "flush":
+                flushes.append(op[1])
+            elif kind != "stop":
+                work.append(op)
         failed: BaseException | None = None
         try:
             if work:
@@ -393,22 +423,19 @@ class Journal:
             self.dropped += len(work)
             log.exception("journal %s: %d writes lost", self.path, len(work))
         finally:
-            waiting: dict[Any, list[tuple[Any, BaseException | None]]] = {}
-            for op in batch:
-                if op[0] == "flush":
-                    op[1].set()
-                elif op[0] == "notify":
-                    waiting.setdefault(op[1], []).append((op[2], self._outcome(op[3], failed)))
-            for loop, settled in waiting.items():  # one wake-up per loop and batch, not one per waiter
+            for event in flushes:
+                event.set()
+            for loop, ops in waiting.items():  # one wake-up per loop and batch, not one per waiter
+                errors = [self._outcome(op[3], failed) for op in ops] if failed or self._rejected else None
                 with suppress(RuntimeError):  # the loop was closed meanwhile: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, settled)
+                    loop.call_soon_threadsafe(_settle, [op[2] for op in ops], errors)
 
     def _outcome(self, op: tuple[Any, ...], failed: BaseException | None) -> BaseException | None:
         """None if ``op`` was committed, else the error for the coroutine waiting for it."""
         if failed is not None:
             return JournalError(f"journal {self.path}: the write was lost ({failed})")
-        if op[0] == "intent" and op[1][0] in self._rejected:
-            self._rejected.discard(op[1][0])
+        if op[0] == "intent" and id(op[1]) in self._rejected:
+            self._rejected.discard(id(op[1]))
             return ValueError(f"run_id {op[1][0]!r} is already in the journal at {self.path}")
         return None
 
@@ -461,14 +488,10 @@ class Journal:
         if kind == "transition":
             return self._append(ops)
         if kind == "intent":
-            for op in ops:
-                try:
-                    db.execute(_INSERT_RUN, op[1])
-                except sqlite3.IntegrityError:  # a duplicate run id: only this statement is undone
-                    self._rejected.add(op[1][0])
+            self._insert_runs([op[1] for op in ops])
         elif kind == "created":
-            db.executemany(_CREATED, [(_iso(at), r) for _, r, _meta, at in ops])
-            db.executemany(_STORE_META, [(_storable_meta(m, self._known.get(r, [])), r) for _, r, m, _at in ops])
+            self._many(_CREATED, [(r, _iso(at)) for _, r, _meta, at in ops])
+            self._many(_STORE_META, [(r, _storable_meta(m, self._known.get(r, []))) for _, r, m, _at in ops])
         elif kind == "unknown":
             db.executemany(_UNKNOWN, [(self._mask(r, str(d)), r) for _, r, d in ops])
         elif kind == "claim":
@@ -488,10 +511,35 @@ class Journal:
                 flags.append((str(flag), run_id))
             if phase in TERMINAL:
                 ended.add(run_id)
-        self._db.executemany(_INSERT_TRANSITION, rows)  # the trigger drops rows of runs already terminal
+        self._many(_INSERT_TRANSITION, rows)  # the trigger drops rows of runs already terminal
         self._db.executemany(_ADD_FLAG, flags)  # before the state: once terminal, a run's row is never updated
-        self._db.executemany(_STATE, [(p, m, at if p in TERMINAL else None, r) for r, p, m, at, _ in last.values()])
+        self._many(_STATE, [(r, p, m, at if p in TERMINAL else None) for r, p, m, at, _ in last.values()])
         return ended
+
+    def _insert_runs(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert intents; a duplicate run id is refused alone (the others are written)."""
+        seen = {r[0] for r in self._many(_EXISTING, [(row[0],) for row in rows], "?")}
+        fresh = []
+        for row in rows:
+            if row[0] in seen:
+                self._rejected.add(id(row))
+            else:
+                seen.add(row[0])
+                fresh.append(row)
+        self._many(_INSERT_RUN, fresh, _INSERT_RUN_ROW)
+
+    def _many(self, sql: str, rows: list[tuple[Any, ...]], row_sql: str = "") -> list[tuple[Any, ...]]:
+        """Run ``sql`` over ``rows`` with as few statements as the parameter limit allows; the rows it returns."""
+        if not rows:
+            return []
+        width = len(rows[0])
+        row_sql = row_sql or "(" + ", ".join("?" * width) + ")"
+        per, found = max(1, self._max_vars // width), []
+        for first in range(0, len(rows), per):
+            chunk = rows[first:first + per]
+            values = ", ".join([row_sql] * len(chunk))
+            found += self._db.execute(sql.format(values=values), [v for row in chunk for v in row]).fetchall()
+        return found
 
     def _mask(self, run_id: str, text: str) -> str:
         return _masked(text, self._known.get(run_id, []))
@@ -594,8 +642,9 @@ def _migrate_v0(db: sqlite3.Connection, path: Path) -> None:
                     _redact_template_or_none(row["template"]), _storable_meta(row["resource_meta"], []),
                     row["output_prefix"], row["phase"], _masked(row["message"] or "", []), row["started_at"],
                     row["ended_at"]))
-        db.executemany(_INSERT_TRANSITION, [(row["run_id"], t["phase"], _masked(t["message"], []), t["at"], "")
-                                            for t in _old_transitions(row["transitions"])])
+        history = [(row["run_id"], t["phase"], _masked(t["message"], []), t["at"], "")
+                   for t in _old_transitions(row["transitions"])]
+        db.executemany(_INSERT_TRANSITION.format(values=_ONE_TRANSITION), history)
     db.execute("DROP TABLE runs_v0")
     _run_script(db, _TRIGGERS)  # after the copy: the rules would refuse history of runs already terminal
     log.info("journal %s: migrated %d runs from the first format", path, len(old))
@@ -610,11 +659,12 @@ def _old_transitions(text: str | None) -> list[dict[str, str]]:
             for t in items if isinstance(t, dict) and "phase" in t and "at" in t]
 
 
-def _settle(settled: list[tuple[Any, BaseException | None]]) -> None:
-    """On the waiters' loop: finish each future, with its error if it has one."""
-    for done, error in settled:
+def _settle(waiters: list[Any], errors: list[BaseException | None] | None) -> None:
+    """On the waiters' loop: finish each future, with its error if it has one (``errors``: None if none has)."""
+    for i, done in enumerate(waiters):
         if done.done():
             continue  # its waiter was cancelled
+        error = errors[i] if errors is not None else None
         if error is None:
             done.set_result(None)
         else:
@@ -637,11 +687,31 @@ def _journal_row(row: sqlite3.Row, transitions: list[dict[str, str]]) -> Journal
 
 
 # -- secrets -----------------------------------------------------------------------------------
+_CLEAN_KEPT = 4096  # texts and templates remembered as having nothing to mask
+_clean: dict[str | bytes, int] = {}  # text or template -> secrets.generation() when it was found clean
+
+
+def _found_clean(key: str | bytes) -> bool:
+    """Whether ``key`` was found to hold nothing to mask, and no secret was remembered since."""
+    return _clean.get(key) == _secrets.generation()
+
+
+def _mark_clean(key: str | bytes) -> None:
+    if len(_clean) >= _CLEAN_KEPT:
+        _clean.clear()
+    _clean[key] = _secrets.generation()
+
+
 def _masked(text: str, known: Iterable[str]) -> str:
     """``text`` with the run's secret input values masked, and every secret ``secrets.mask`` remembers."""
-    text = mask_text(text, known)
-    by_value = getattr(_secrets, "mask", None)  # added by the secrets work; absent on older versions
-    return str(by_value(text)) if callable(by_value) else text
+    if known:
+        return mask_text(text, known)
+    if _found_clean(text):  # messages repeat ("created", "RUNNING"...): each is checked once
+        return text
+    masked = mask_text(text, ())
+    if masked == text and len(text) <= 256:
+        _mark_clean(text)
+    return masked
 
 
 def _scrub(value: Any, known: list[str]) -> Any:
@@ -657,6 +727,8 @@ def _scrub(value: Any, known: list[str]) -> Any:
 
 def _clean_inputs(inputs: Mapping[str, Any]) -> tuple[list[str], str]:
     """The secret input values (to mask them later), and the inputs as redacted, masked JSON."""
+    if not inputs:
+        return [], "{}"
     try:
         known = secret_values(inputs)
         return known, json.dumps(_scrub(redact(inputs), known))
@@ -668,6 +740,8 @@ def _redact_template(template: bytes, known: list[str]) -> bytes:
     """The TaskTemplate with secret-named ``custom``/``config``/env values masked and the rest masked by value."""
     if not template:
         return template
+    if not known and _found_clean(template):
+        return template  # seen, clean, and no secret remembered since: launches of one task repeat it
     from flyteidl.core import tasks_pb2
     from google.protobuf import json_format
     from google.protobuf.message import DecodeError
@@ -678,6 +752,8 @@ def _redact_template(template: bytes, known: list[str]) -> bytes:
         raise InputError("template: expected the bytes of a serialized flyteidl TaskTemplate") from None
     text = template.decode("utf-8", "replace")
     if not is_secret_name(text) and _masked(text, known) == text:
+        if not known:
+            _mark_clean(template)
         return template  # no secret-looking name or value anywhere in it (the common case): kept as it is
     if message.HasField("custom"):
         clean = _scrub(redact(json_format.MessageToDict(message.custom)), known)
@@ -779,7 +855,8 @@ def _utcnow() -> datetime:
 
 def _iso(at: datetime) -> str:
     """UTC ISO text with microseconds, so that text order is time order; a naive time is taken as UTC."""
-    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    if at.tzinfo is not timezone.utc:  # our own times are UTC already (the common case: no conversion)
+        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
     return at.isoformat(timespec="microseconds")
 
 

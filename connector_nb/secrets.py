@@ -44,6 +44,7 @@ _PAIR = re.compile(
 _lock = threading.Lock()
 _known: set[str] = set()
 _known_pattern: re.Pattern[str] | None = None
+_generation = 0  # bumped whenever the registry changes, so callers can cache "nothing to mask here"
 _dotenv_cache: dict[str, tuple[tuple[int, int], dict[str, str | None]]] = {}
 
 
@@ -57,21 +58,28 @@ def is_secret_name(name: str) -> bool:
 
 def remember(*values: Any) -> None:
     """Add secret values to the process-wide registry that ``mask`` replaces (short or empty ones are ignored)."""
-    global _known_pattern
+    global _known_pattern, _generation
     new = {str(v) for v in values if v is not None and len(str(v)) >= MIN_SECRET_LEN} - _known
     if not new:
         return
     with _lock:
         _known.update(new)
         _known_pattern = None  # rebuilt on next use
+        _generation += 1
 
 
 def forget_all() -> None:
     """Empty the registry (for tests)."""
-    global _known_pattern
+    global _known_pattern, _generation
     with _lock:
         _known.clear()
         _known_pattern = None
+        _generation += 1
+
+
+def generation() -> int:
+    """A number that changes whenever the registry does: text found clean stays clean until it changes."""
+    return _generation
 
 
 def _pattern() -> re.Pattern[str] | None:

@@ -422,6 +422,51 @@ def test_values_remembered_by_secrets_mask_are_masked_too(journal, monkeypatch):
     assert b"s3cr3t" not in journal.path.read_bytes() + Path(f"{journal.path}-wal").read_bytes()
 
 
+def test_text_found_clean_is_masked_once_its_secret_is_remembered(journal):
+    # the journal remembers texts and templates it found clean; remembering a secret must undo that
+    template = tasks_pb2.TaskTemplate(type="query")
+    template.custom.update({"sql": "select 'later-secret-77'"})
+    for run_id in ("before", "after"):
+        intent(journal, run_id, inputs={}, template=template.SerializeToString())
+        journal.transition(run_id, "RUNNING", "sent later-secret-77", at(1))
+        journal.flush()
+        if run_id == "before":
+            assert journal.get("before")["message"] == "sent later-secret-77"
+            journal_module._secrets.remember("later-secret-77")
+    try:
+        row = journal.get("after")
+        assert row["message"] == "sent ••••"
+        assert tasks_pb2.TaskTemplate.FromString(row["template"]).custom["sql"] == "select '••••'"
+    finally:
+        journal_module._secrets.forget_all()
+
+
+def test_one_batch_refuses_only_its_duplicate_and_splits_at_the_parameter_limit(journal):
+    journal._max_vars = 12  # a tiny SQLite parameter limit: every kind of write takes several statements
+    intent(journal, "old")
+
+    async def main() -> list[BaseException | None]:
+        ids = [f"b{i}" for i in range(40)] + ["b3", "old"]
+        results = await asyncio.gather(*(journal.intent_async(
+            run_id=r, task_type="t", version=1, target="local", inputs={"i": n}, template=b"", output_prefix="",
+            started_at=at(n)) for n, r in enumerate(ids)), return_exceptions=True)
+        await asyncio.gather(*(journal.created_async(f"b{i}", f"m{i}".encode()) for i in range(40)))
+        return results
+
+    results = asyncio.run(main())
+    refused = [str(r) for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 2 and all("is already in the journal" in r for r in refused)
+    assert results[:40] == [None] * 40
+    for i in range(40):
+        journal.transition(f"b{i}", "SUCCEEDED" if i % 2 else "RUNNING", f"m{i}", at(100 + i))
+    rows = {r["run_id"]: r for r in journal.unfinished()}
+    assert sorted(rows) == sorted(["old"] + [f"b{i}" for i in range(0, 40, 2)])
+    assert rows["b4"]["inputs"] == {"i": 4} and rows["b4"]["phase"] == "RUNNING"
+    assert rows["b4"]["resource_meta"] == b"m4"
+    assert [t["phase"] for t in journal.history("b5")] == ["QUEUED", "SUCCEEDED"]
+    assert journal.get("b5")["ended_at"] == at(105)
+
+
 # -- schema ------------------------------------------------------------------------------------
 FIRST_FORMAT = """
 CREATE TABLE IF NOT EXISTS runs (
