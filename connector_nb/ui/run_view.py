@@ -4,9 +4,9 @@ Updates come from ``run.on_change`` (engine thread), are coalesced by a :class:`
 the shared UI thread; buttons submit coroutines to the engine loop and never wait on them, so a click
 does not block the kernel.
 
-A view is cheap to build (a notebook may show a thousand): a handful of widgets sharing one layout and
-style, HTML wherever a widget adds nothing, and tab pages made on first open. Logs and metrics are fetched
-only while their tab is open.
+A view is cheap to build (a notebook may show a thousand): five widgets sharing layouts and styles (one
+HTML for the header line and the body, the buttons, the tabs), and tab pages made on first open. Logs and
+metrics are fetched only while their tab is open.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def shared(kind: str) -> Any:
         make = {"layout": w.Layout, "auto": lambda: w.Layout(width="auto"), "html_style": HTMLStyle,
                 "button_style": w.ButtonStyle, "row": lambda: w.Layout(align_items="center", flex_flow="row wrap"),
                 "full": lambda: w.Layout(width="100%"),
+                "card": lambda: w.Layout(align_items="flex-start", flex_flow="row wrap"),
+                "fill": lambda: w.Layout(flex="1 1 0%", min_width="0", margin="0"),  # the rest of a row, no more
                 "grow": lambda: w.Layout(flex="1 1 auto", margin="0"),
                 "column": lambda: w.Layout(margin="0", flex="0 0 auto"),
                 "row_button": lambda: w.Layout(width="auto", height="28px", margin="0"),
@@ -165,7 +167,7 @@ class RunView(ThrottledView, w.VBox):
         self._state = self._state_key(closed)
         self._build(closed)
         self._step_shown = self.step_button is not None
-        super().__init__(children=self._row(self._step_shown), layout=shared("row"), _dom_classes=("cnb-run-view",))
+        super().__init__(children=self._row(self._step_shown), layout=shared("card"), _dom_classes=("cnb-run-view",))
         self.tabs.selected_index = None  # no page open: nothing fetched until one is asked for
         self.phase, self.elapsed, self.live = run.phase, run.elapsed, not run.done
         self._throttle = Throttle(self._render, self._held, interval)
@@ -178,14 +180,14 @@ class RunView(ThrottledView, w.VBox):
     # -- construction ----------------------------------------------------------------------------
     def _build(self, closed: bool) -> None:
         """The widgets, made with their first values (one comm-open message each, no updates after)."""
-        self.header = html_widget("cnb-header", reprs.badge(self.run.phase) + self._summary_html(closed))
+        # One HTML for the header line and the body: a widget costs ~0.3 ms to build, and a thousand views add up.
+        self._body = self._body_html(closed)
+        self.html = html_widget("cnb-run-html", self._html(closed), layout=shared("fill"))
         self.cancel_button = button("Cancel", "cnb-cancel", icon="stop", **self._cancel_state(closed))
         self.refresh_button = button("Refresh", "cnb-refresh", icon="refresh", disabled=closed)
         self.step_button: w.Button | None = None  # made when the run is in step mode
         self.cancel_button.on_click(lambda _b: self._act("cancel", self.run.cancel_async()))
         self.refresh_button.on_click(lambda _b: self._act("refresh", self.run.refresh_async()))
-        # log links, errors, timeline: HTML that changes together
-        self.body = html_widget("cnb-body", self._body_html(closed), layout=shared("full"))
         placeholder = shared("placeholder")
         self.tabs = w.Tab(children=[placeholder] * len(TAB_TITLES), titles=TAB_TITLES, layout=shared("full"))
         if not self.run.autopoll and not self.run.done and not closed:
@@ -193,7 +195,7 @@ class RunView(ThrottledView, w.VBox):
 
     def _row(self, step_mode: bool) -> list[w.Widget]:
         step = [self.step_button] if step_mode and self.step_button is not None else []
-        return [self.header, self.cancel_button, self.refresh_button, *step, self.body, self.tabs]
+        return [self.html, self.cancel_button, self.refresh_button, *step, self.tabs]
 
     def _step_button(self) -> w.Button:
         if self.step_button is None:
@@ -227,12 +229,12 @@ class RunView(ThrottledView, w.VBox):
         phase, closed = run.phase, session_closed(run)
         live = not run.done and not closed
         self.phase, self.elapsed, self.live = phase, run.elapsed, not run.done
-        self.header.value = reprs.badge(phase) + self._summary_html(closed)
         state = self._state_key(closed)
         if len(state) != len(self._state) or any(a is not b for a, b in zip(state, self._state)):
             self._state = state  # only a recorded change rebuilds these (a poll storm mostly is not one)
-            self.body.value = self._body_html(closed)
+            self._body = self._body_html(closed)
             self._render_buttons(closed)
+        self.html.value = self._html(closed)
         self._render_tab(self.tabs.selected_index, live, closed)
         if live:
             _TICKING.add(self)
@@ -244,6 +246,11 @@ class RunView(ThrottledView, w.VBox):
         run = self.run
         return (run.phase, len(run.transitions), run.done, run.resource, run.error, run.polling_error, run.autopoll,
                 self._action_error, closed, *self._actions)
+
+    def _html(self, closed: bool) -> str:
+        """The header line (badge, id, elapsed...) over the body (log links, errors, timeline)."""
+        header = reprs.badge(self.run.phase) + self._summary_html(closed)
+        return f"<div class='cnb-header'>{header}</div><div class='cnb-body'>{self._body}</div>"
 
     def _body_html(self, closed: bool) -> str:
         errors = "" if closed else reprs.error_html(self._errors())
@@ -383,8 +390,7 @@ class RunView(ThrottledView, w.VBox):
         """Stop updates and close the widgets (shared layouts and placeholders stay)."""
         self._stop_updates()
         _TICKING.discard(self)
-        owned = [getattr(self, "header", None), getattr(self, "body", None),
-                 getattr(self, "tabs", None), getattr(self, "cancel_button", None),
+        owned = [getattr(self, "html", None), getattr(self, "tabs", None), getattr(self, "cancel_button", None),
                  getattr(self, "refresh_button", None), getattr(self, "step_button", None),
                  *getattr(self, "_pages", {}).values()]
         for child in owned:

@@ -8,7 +8,6 @@ import ipywidgets
 import pandas as pd
 import pytest
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
-from ipywidgets.widgets.widget import _instances as widget_instances
 
 from connector_nb import ConnectorRegistry, Session
 from connector_nb.errors import NotSupportedError
@@ -68,12 +67,12 @@ def test_badge_and_timeline_follow_the_run_with_no_further_cell(make_session):
     view = RunView(run)
     assert "cnb-run-view" in view._dom_classes
     # Nothing but the engine and UI threads move the view from here on.
-    wait_until(lambda: "data-phase='SUCCEEDED'" in view.header.value, what="badge SUCCEEDED")
-    assert ">SUCCEEDED</span>" in view.header.value
-    assert "class='cnb-phase-badge'" in view.header.value
+    wait_until(lambda: "data-phase='SUCCEEDED'" in view.html.value, what="badge SUCCEEDED")
+    assert ">SUCCEEDED</span>" in view.html.value
+    assert "class='cnb-phase-badge'" in view.html.value
     for phase in ("QUEUED", "RUNNING", "SUCCEEDED"):
-        assert phase in view.body.value
-    assert "class='cnb-timeline'" in view.body.value
+        assert phase in view.html.value
+    assert "class='cnb-timeline'" in view.html.value
     assert view.phase == "SUCCEEDED" and view.live is False
     assert view.cancel_button.disabled
     assert view.tabs.titles == TAB_TITLES == ("Logs", "Metrics", "Outputs")
@@ -87,7 +86,7 @@ def test_cancel_button_calls_delete_and_ends_aborted(make_session):
     view.cancel_button.click()  # returns at once: the delete runs on the engine loop
     wait_until(lambda: run.phase == "ABORTED", what="run ABORTED")
     assert ("delete", "job-1") in fake.calls
-    wait_until(lambda: "data-phase='ABORTED'" in view.header.value, what="badge ABORTED")
+    wait_until(lambda: "data-phase='ABORTED'" in view.html.value, what="badge ABORTED")
     wait_until(lambda: view.cancel_button.disabled, what="cancel disabled")
     assert view.cancel_button.button_style == ""  # a disabled button loses its colour
 
@@ -99,9 +98,9 @@ def test_refresh_button_calls_get_and_step_mode_shows_resources(make_session):
     assert view.step_button in view.children  # shown in step mode
     view.step_button.click()
     wait_until(lambda: run.get_calls == 1, what="one get")
-    wait_until(lambda: "Resource(" in view.body.value, what="raw resource in timeline")
+    wait_until(lambda: "Resource(" in view.html.value, what="raw resource in timeline")
     view.refresh_button.click()
-    wait_until(lambda: "data-phase='SUCCEEDED'" in view.header.value, what="badge SUCCEEDED")
+    wait_until(lambda: "data-phase='SUCCEEDED'" in view.html.value, what="badge SUCCEEDED")
     wait_until(lambda: view.step_button not in view.children, what="step hidden")
 
 
@@ -110,8 +109,8 @@ def test_failed_action_is_shown_in_the_view(make_session):
     run = make_session(fake).launch("fake")
     view = RunView(run)
     view.cancel_button.click()
-    wait_until(lambda: "delete refused" in view.body.value, what="cancel error shown")
-    assert "cnb-error" in view.body.value and run.phase == "RUNNING"
+    wait_until(lambda: "delete refused" in view.html.value, what="cancel error shown")
+    assert "cnb-error" in view.html.value and run.phase == "RUNNING"
 
 
 def test_logs_tab_shows_log_lines(make_session):
@@ -156,20 +155,28 @@ def test_a_view_of_a_closed_session_says_so_in_one_line(make_session):
     wait_until(lambda: run.phase == "RUNNING", what="running")
     session.close()
     view.tabs.selected_index = METRICS_TAB
-    wait_until(lambda: CLOSED_NOTE in view.header.value, what="closed note")
+    wait_until(lambda: CLOSED_NOTE in view.html.value, what="closed note")
     wait_until(lambda: view.page(METRICS_TAB).value == CLOSED_NOTE, what="closed note in the tab")
     assert view.cancel_button.disabled and view.refresh_button.disabled
-    assert "cnb-error" not in view.body.value and "<img" not in view.page(METRICS_TAB).value
+    assert "cnb-error" not in view.html.value and "<img" not in view.page(METRICS_TAB).value
     assert "Re-run the cell that creates the session" in CLOSED_NOTE and "\n" not in CLOSED_NOTE
 
 
-def test_a_view_is_a_handful_of_widgets_and_fetches_nothing_until_a_tab_opens(make_session):
+def test_a_view_is_a_handful_of_widgets_and_fetches_nothing_until_a_tab_opens(make_session, monkeypatch):
     fake = FakeConnector(script=["RUNNING"])
     runs = make_session(fake).launch_many("fake", [{} for _ in range(20)])
-    before = len(widget_instances)
+    RunView(runs[0]).close()  # the shared layouts and styles exist from here on
+    opened, open_comm = [], ipywidgets.Widget.open
+
+    def counting_open(widget):
+        opened.append(type(widget).__name__)
+        open_comm(widget)
+
+    monkeypatch.setattr(ipywidgets.Widget, "open", counting_open)
     views = [RunView(run) for run in runs]
-    made = (len(widget_instances) - before) / len(views)
-    assert made <= 8, f"{made} widgets per view"
+    made = len(opened) / len(views)
+    # root, one HTML (header line and body), Cancel, Refresh, tabs: layouts, styles and placeholders are shared
+    assert made == 5, f"{made} widgets per view"
     wait_idle()
     assert not any(method in ("get_logs", "get_metrics") for method, _ in fake.calls)
     views[0].tabs.selected_index = LOGS_TAB
@@ -191,9 +198,9 @@ def test_connector_exception_is_shown_with_its_traceback(make_session):
     run = make_session(fake, poll=fast_policy(max_get_errors=2)).launch("fake")
     view = RunView(run)
     wait_until(lambda: run.done, what="polling stopped")
-    wait_until(lambda: "boom in get" in view.body.value, what="error shown")
-    assert "Traceback" in view.body.value and "cnb-error" in view.body.value
-    assert "RuntimeError" in view.body.value
+    wait_until(lambda: "boom in get" in view.html.value, what="error shown")
+    assert "Traceback" in view.html.value and "cnb-error" in view.html.value
+    assert "RuntimeError" in view.html.value
 
 
 def test_launch_panel_fields_are_typed_per_interface(make_session):
@@ -256,7 +263,7 @@ def test_launch_panel_launch_adds_a_run_view(make_session):
     assert isinstance(view, RunView) and view.run is session.runs[0]
     assert view.run.inputs == {"n": 3, "xs": [1, 2]}
     assert panel.form_error.value == ""
-    wait_until(lambda: "data-phase='SUCCEEDED'" in view.header.value, what="launched run succeeded")
+    wait_until(lambda: "data-phase='SUCCEEDED'" in view.html.value, what="launched run succeeded")
 
 
 def test_launch_panel_of_a_closed_session_says_what_to_rerun(make_session):
@@ -390,8 +397,8 @@ def test_view_coalesces_a_poll_storm(make_session):
     sent = messages(view)
     assert sent < 40, f"{sent} messages for {run.get_calls} polls over {run.elapsed:.2f} s"
     assert view.renders <= 2 + 2 * run.elapsed * 1.5 + 3
-    assert "data-phase='SUCCEEDED'" in view.header.value  # the terminal transition is never dropped
-    updates = [m for w in descendants(view.header) for m in w.comm.messages]
+    assert "data-phase='SUCCEEDED'" in view.html.value  # the terminal transition is never dropped
+    updates = [m for w in descendants(view.html) for m in w.comm.messages]
     assert "SUCCEEDED" in str(updates[-1])
 
 
