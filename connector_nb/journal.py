@@ -48,6 +48,7 @@ _OPEN = f"phase NOT IN {_TERMINAL_SQL}"  # every UPDATE of runs has it: a termin
 _MAX_BATCH = 5000  # queued writes taken at once
 _MAX_TX = 2500  # writes per transaction: bounds how long an intent() waits behind the writer
 _MAX_VARS = 999  # bound parameters per statement (SQLite's smallest limit; a bigger one is read when offered)
+_MAX_ROWS = 256  # rows per statement: larger ones barely save time and make large prepared programs
 _LINGER_S = 0.02  # the writer gathers this long before committing (a flush() cuts it short): fewer, larger commits
 _BUSY_TIMEOUT_S = 30.0
 _CHECKPOINT_EVERY_S = 0.5  # the writer thread copies the WAL into the database this often (if anything changed)
@@ -529,15 +530,22 @@ class Journal:
         self._many(_INSERT_RUN, fresh, _INSERT_RUN_ROW)
 
     def _many(self, sql: str, rows: list[tuple[Any, ...]], row_sql: str = "") -> list[tuple[Any, ...]]:
-        """Run ``sql`` over ``rows`` with as few statements as the parameter limit allows; the rows it returns."""
+        """Run ``sql`` over ``rows`` in few statements; the rows it returns.
+
+        Chunks have power-of-two sizes (at most _MAX_ROWS rows), so each kind of write has a handful of
+        statement shapes, all kept prepared in the connection's cache: one shape per batch size would
+        fill that cache with large programs (~130 MiB after 200 distinct sizes) and prepare each anew.
+        """
+        found: list[tuple[Any, ...]] = []
         if not rows:
-            return []
+            return found
         width = len(rows[0])
         row_sql = row_sql or "(" + ", ".join("?" * width) + ")"
-        per, found = max(1, self._max_vars // width), []
-        for first in range(0, len(rows), per):
-            chunk = rows[first:first + per]
-            values = ", ".join([row_sql] * len(chunk))
+        first = 0
+        for size in _chunk_sizes(len(rows), self._max_vars // width):
+            chunk = rows[first:first + size]
+            first += size
+            values = ", ".join([row_sql] * size)
             found += self._db.execute(sql.format(values=values), [v for row in chunk for v in row]).fetchall()
         return found
 
@@ -657,6 +665,20 @@ def _old_transitions(text: str | None) -> list[dict[str, str]]:
         return []
     return [{"phase": str(t["phase"]), "message": str(t.get("message") or ""), "at": str(t["at"])}
             for t in items if isinstance(t, dict) and "phase" in t and "at" in t]
+
+
+def _chunk_sizes(n: int, most: int) -> list[int]:
+    """``n`` split into powers of two, none above ``_MAX_ROWS`` or ``most`` (largest first)."""
+    top = 1
+    while top * 2 <= min(_MAX_ROWS, max(1, most)):
+        top *= 2
+    sizes = [top] * (n // top)
+    n %= top
+    while top > 1:
+        top //= 2
+        if n & top:
+            sizes.append(top)
+    return sizes
 
 
 def _settle(waiters: list[Any], errors: list[BaseException | None] | None) -> None:

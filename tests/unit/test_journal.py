@@ -467,6 +467,18 @@ def test_one_batch_refuses_only_its_duplicate_and_splits_at_the_parameter_limit(
     assert journal.get("b5")["ended_at"] == at(105)
 
 
+def test_batches_of_any_size_use_a_handful_of_statement_shapes():
+    # one statement shape per batch size would fill SQLite's statement cache with large programs (~130 MiB
+    # after 200 sizes); power-of-two chunks keep at most 9 shapes per kind of write, all reused
+    shapes: set[int] = set()
+    for n in range(3000):
+        sizes = journal_module._chunk_sizes(n, 3276)
+        assert sum(sizes) == n and all(s & (s - 1) == 0 and s <= 256 for s in sizes), (n, sizes)
+        shapes.update(sizes)
+    assert shapes == {1, 2, 4, 8, 16, 32, 64, 128, 256}
+    assert journal_module._chunk_sizes(1000, 99) == [64] * 15 + [32, 8]  # a low parameter limit is kept
+
+
 # -- schema ------------------------------------------------------------------------------------
 FIRST_FORMAT = """
 CREATE TABLE IF NOT EXISTS runs (
