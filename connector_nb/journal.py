@@ -81,6 +81,7 @@ BEGIN SELECT RAISE(IGNORE); END;
 _INSERT_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, template, output_prefix, started_at, "
                "pid, host, phase) VALUES {values}")
 _INSERT_RUN_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'CREATING')"
+_INSERT_ONE_RUN = _INSERT_RUN.format(values=_INSERT_RUN_ROW)
 _EXISTING = "SELECT run_id FROM runs WHERE run_id IN ({values})"
 _INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES {values}"
 _ONE_TRANSITION = "(?, ?, ?, ?, ?)"
@@ -171,8 +172,7 @@ class Journal:
         row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
         with self._lock:
             try:
-                # autocommit: durable once execute returns
-                self._db.execute(_INSERT_RUN.format(values=_INSERT_RUN_ROW), row)
+                self._db.execute(_INSERT_ONE_RUN, row)  # autocommit: durable once execute returns
             except sqlite3.IntegrityError:
                 raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
         self._dirty = True
@@ -195,13 +195,10 @@ class Journal:
     ) -> tuple[Any, ...]:
         """The checked, redacted row of an intent; remembers the run's secret values to mask its messages."""
         self._check_open()
-        if not (isinstance(run_id, str) and isinstance(task_type, str) and isinstance(target, str)
-                and isinstance(version, int) and isinstance(inputs, Mapping) and isinstance(template, bytes)
-                and isinstance(started_at, datetime)):
-            for name, value, kind in (("run_id", run_id, str), ("task_type", task_type, str),
-                                      ("target", target, str), ("version", version, int), ("inputs", inputs, Mapping),
-                                      ("template", template, bytes), ("started_at", started_at, datetime)):
-                _need(name, value, kind)
+        for name, value, kind in (("run_id", run_id, str), ("task_type", task_type, str), ("target", target, str),
+                                  ("version", version, int), ("inputs", inputs, Mapping),
+                                  ("template", template, bytes), ("started_at", started_at, datetime)):
+            _need(name, value, kind)
         known, inputs_json = _clean_inputs(inputs)
         row = (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
                output_prefix, _iso(started_at), self._pid, self._host)
