@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import os
 import random
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Mapping, Protocol, TypeVar, cast
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .registry import ConnectorRegistry
 
 T = TypeVar("T")
-# Seeded once from the OS: os.urandom per id (uuid4) costs ~100 us on some VMs, 64 random bits do not collide.
+# Seeded once from the OS: os.urandom per id (uuid4) costs ~100 us on some VMs.
 _ids = random.Random(os.urandom(16))
 #: Finished runs kept in memory per session by default; older ones stay in the journal only.
 RETAIN = 1000
@@ -194,7 +195,9 @@ class AsyncSession(Observable):
 
     def new_run_id(self, /, task_type: str) -> str:
         """A fresh run id; it travels as the execution name so idempotent connectors can deduplicate."""
-        return f"{task_type}-{_ids.getrandbits(64):016x}"
+        # Milliseconds first: ids sort by launch time, so the journal's keys grow at one end of its indexes
+        # (random keys cost ~6x as much to write once the file holds 100k runs); 52 random bits per ms follow.
+        return f"{task_type}-{time.time_ns() // 1_000_000:011x}{_ids.getrandbits(52):013x}"
 
     def submit(
         self, coro: Coroutine[Any, Any, T], callback: Callable[[concurrent.futures.Future[T]], None] | None = None
