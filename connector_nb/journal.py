@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping  # abc isinstance checks are ~10x faster than typing's
 from contextlib import suppress
 from datetime import datetime, timezone
-from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
@@ -47,8 +46,6 @@ _TERMINAL_SQL = "(" + ", ".join(f"'{p}'" for p in TERMINAL) + ")"
 _OPEN = f"phase NOT IN {_TERMINAL_SQL}"  # every UPDATE of runs has it: a terminal run is never rewritten
 _MAX_BATCH = 5000  # queued writes taken at once
 _MAX_TX = 2500  # writes per transaction: bounds how long an intent() waits behind the writer
-_MAX_VARS = 999  # bound parameters per statement (SQLite's smallest limit; a bigger one is read when offered)
-_MAX_ROWS = 256  # rows per statement: larger ones barely save time and make large prepared programs
 _LINGER_S = 0.02  # the writer gathers this long before committing (a flush() cuts it short): fewer, larger commits
 _BUSY_TIMEOUT_S = 30.0
 _CHECKPOINT_EVERY_S = 0.5  # the writer thread copies the WAL into the database this often (if anything changed)
@@ -75,29 +72,48 @@ CREATE TRIGGER transitions_open_runs_only BEFORE INSERT ON transitions
 WHEN NOT EXISTS (SELECT 1 FROM runs WHERE run_id = NEW.run_id AND {_OPEN})
 BEGIN SELECT RAISE(IGNORE); END;
 """
-# The writer's statements take many rows each ({values}: "(?, ?), (?, ?), ..."): the sqlite3 module lets go of
-# the GIL for every statement it steps, and getting it back from a busy event loop costs up to 5 ms each time,
-# so one statement per batch, not one per row, is what keeps the journal off the launch path.
-_INSERT_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, template, output_prefix, started_at, "
-               "pid, host, phase) VALUES {values}")
-_INSERT_RUN_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'CREATING')"
-_INSERT_ONE_RUN = _INSERT_RUN.format(values=_INSERT_RUN_ROW)
-_EXISTING = "SELECT run_id FROM runs WHERE run_id IN ({values})"
-_INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES {values}"
-_ONE_TRANSITION = "(?, ?, ?, ?, ?)"
-_CREATED = ("INSERT INTO transitions (run_id, phase, message, at, flag) SELECT run_id, 'QUEUED', 'created', "
-            "v.column2, '' FROM (VALUES {values}) AS v JOIN runs ON run_id = v.column1 AND phase = 'CREATING'")
+_INSERT_ONE_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, template, output_prefix, "
+                   "started_at, pid, host, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'CREATING')")
+_INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES (?, ?, ?, ?, ?)"
+# A transaction writes each kind of row with ONE statement, whatever its size: the rows travel as one JSON
+# array (and blobs, joined, as a second parameter; rows say where theirs is: 1-based offset, length). The
+# sqlite3 module lets go of the GIL for every statement it steps, and getting it back from a busy event loop
+# takes up to the 5 ms switch interval: with a statement per kind and chunk of rows, a transaction took
+# 100-500 ms of wall time for 20-60 ms of work, and launches waited on it.
+def _j(n: int) -> str:
+    return f"json_extract(v.value, '$[{n}]')"
+
+
+def _blob(n: int) -> str:
+    """The blob whose offset and length are fields ``n`` and ``n + 1`` (NULL if the offset is)."""
+    return f"CASE WHEN {_j(n)} IS NULL THEN NULL ELSE substr(?2, {_j(n)}, {_j(n + 1)}) END"
+
+
+# intent: [run_id, template offset, template length, task_type, version, target, inputs, prefix, started, pid, host]
+_INSERT_RUNS = ("INSERT INTO runs (run_id, template, task_type, version, target, inputs, output_prefix, "
+                f"started_at, pid, host, phase) SELECT {_j(0)}, {_blob(1)}, "
+                f"{', '.join(_j(n) for n in range(3, 11))}, 'CREATING' FROM json_each(?1) AS v ORDER BY v.key")
+# transition: [run_id, phase, message, at, flag]; the trigger drops rows of runs already terminal
+_INSERT_TRANSITIONS = ("INSERT INTO transitions (run_id, phase, message, at, flag) "
+                       f"SELECT {', '.join(_j(n) for n in range(5))} FROM json_each(?1) AS v ORDER BY v.key")
+# created: [run_id, at, meta offset, meta length] (offset null: no meta kept)
+_CREATED = ("INSERT INTO transitions (run_id, phase, message, at, flag) SELECT runs.run_id, 'QUEUED', 'created', "
+            f"{_j(1)}, '' FROM json_each(?1) AS v JOIN runs ON runs.run_id = {_j(0)} AND runs.phase = 'CREATING' "
+            "ORDER BY v.key")
 # In an UPDATE every right-hand side sees the old row: phase and message move on only from CREATING.
-_STORE_META = ("UPDATE runs SET resource_meta = v.column2, "
+_STORE_META = (f"UPDATE runs SET resource_meta = {_blob(2)}, "
                "phase = CASE phase WHEN 'CREATING' THEN 'QUEUED' ELSE phase END, "
                "message = CASE phase WHEN 'CREATING' THEN 'created' ELSE message END "
-               f"FROM (VALUES {{values}}) AS v WHERE run_id = v.column1 AND {_OPEN}")
-_STATE = ("UPDATE runs SET phase = v.column2, message = v.column3, ended_at = v.column4 "
-          f"FROM (VALUES {{values}}) AS v WHERE run_id = v.column1 AND {_OPEN}")
+               f"FROM json_each(?1) AS v WHERE run_id = {_j(0)} AND {_OPEN}")
+# state: [run_id, phase, message, ended_at], one row per run (the last of the transaction)
+_STATE = (f"UPDATE runs SET phase = {_j(1)}, message = {_j(2)}, ended_at = {_j(3)} "
+          f"FROM json_each(?1) AS v WHERE run_id = {_j(0)} AND {_OPEN}")
 _ADD_FLAG = ("UPDATE runs SET flags = CASE WHEN instr(',' || flags || ',', ',' || ?1 || ',') > 0 THEN flags "
              f"WHEN flags = '' THEN ?1 ELSE flags || ',' || ?1 END WHERE run_id = ?2 AND {_OPEN}")
 _UNKNOWN = f"UPDATE runs SET unknown_outcome = 1, message = ? WHERE run_id = ? AND {_OPEN}"
 _CLAIM = f"UPDATE runs SET pid = ?, host = ?, claimed_at = ? WHERE run_id = ? AND {_OPEN}"
+_EXISTING = ("SELECT json_group_array(run_id) FROM runs WHERE run_id IN "
+             "(SELECT json_extract(value, '$[0]') FROM json_each(?))")
 
 
 class JournalRow(TypedDict):
@@ -146,8 +162,6 @@ class Journal:
                                "(set CONNECTOR_NB_HOME, pass journal='path', or journal=False)") from e
         self._lock = threading.Lock()  # one connection, shared by the caller threads and the writer thread
         self._db = self._open()
-        getlimit, which = getattr(self._db, "getlimit", None), getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", None)
-        self._max_vars = min(getlimit(which), 32766) if getlimit and which is not None else _MAX_VARS  # 3.11+
         self._pid, self._host = os.getpid(), socket.gethostname()
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._dirty, self._checkpointed = False, time.monotonic()
@@ -465,14 +479,14 @@ class Journal:
                 with self._lock:
                     self._db.execute("BEGIN IMMEDIATE")
                     try:
-                        closed = [self._apply(kind, list(ops)) for kind, ops in groupby(work, key=lambda op: op[0])]
+                        ended = self._apply(work)
                         self._db.execute("COMMIT")
                     except BaseException:
                         if self._db.in_transaction:
                             self._db.execute("ROLLBACK")
                         raise
                 self._dirty = True
-                for run_id in (r for runs in closed for r in runs):
+                for run_id in ended:
                     self._known.pop(run_id, None)  # ended: no message of it will be written again
                 return
             except sqlite3.OperationalError as e:  # locked past the busy timeout, disk full...
@@ -480,21 +494,44 @@ class Journal:
                 time.sleep(0.1 * (attempt + 1))  # back off before retrying the whole batch
         raise JournalError(f"journal {self.path}: giving up on {len(work)} writes")
 
-    def _apply(self, kind: str, ops: list[tuple[Any, ...]]) -> set[str]:
-        """Write ``ops`` (all of one kind) in the open transaction; returns the runs they ended."""
+    def _apply(self, work: list[tuple[Any, ...]]) -> set[str]:
+        """Write ``work`` in the open transaction, a statement per kind; returns the runs it ended.
+
+        Kinds go in the order one run's writes take (intent, created or unknown, claim, transitions), so
+        writes of several kinds in one transaction land as if one by one.
+        """
+        intents, created, transitions = [], [], []
         db = self._db
-        if kind == "transition":
-            return self._append(ops)
-        if kind == "intent":
-            self._insert_runs([op[1] for op in ops])
-        elif kind == "created":
-            self._many(_CREATED, [(r, _iso(at)) for _, r, _meta, at in ops])
-            self._many(_STORE_META, [(r, _storable_meta(m, self._known.get(r, []))) for _, r, m, _at in ops])
-        elif kind == "unknown":
-            db.executemany(_UNKNOWN, [(self._mask(r, str(d)), r) for _, r, d in ops])
-        elif kind == "claim":
-            db.executemany(_CLAIM, [(pid, host, at, r) for _, r, pid, host, at in ops])
-        return set()
+        for op in work:
+            kind = op[0]
+            if kind == "transition":
+                transitions.append(op)
+            elif kind == "intent":
+                intents.append(op[1])
+            elif kind == "created":
+                created.append(op)
+        if intents:
+            self._insert_runs(intents)
+        if created:
+            self._created(created)
+        db.executemany(_UNKNOWN, [(self._mask(op[1], str(op[2])), op[1]) for op in work if op[0] == "unknown"])
+        db.executemany(_CLAIM, [(op[2], op[3], op[4], op[1]) for op in work if op[0] == "claim"])
+        return self._append(transitions) if transitions else set()
+
+    def _created(self, ops: list[tuple[Any, ...]]) -> None:
+        """Store each run's resource meta (unless it carries a secret) and move it from CREATING to QUEUED."""
+        rows: list[tuple[str, str, int | None, int | None]] = []
+        blobs, offset = [], 1
+        for _, run_id, meta, at in ops:
+            meta = _storable_meta(meta, self._known.get(run_id, []))
+            if meta is None:
+                rows.append((run_id, _iso(at), None, None))
+            else:
+                rows.append((run_id, _iso(at), offset, len(meta)))
+                blobs.append(meta)
+                offset += len(meta)
+        self._db.execute(_CREATED, (json.dumps(rows),))
+        self._db.execute(_STORE_META, (json.dumps(rows), b"".join(blobs)))
 
     def _append(self, ops: list[tuple[Any, ...]]) -> set[str]:
         """Insert the transitions, then update each run's state once (not once per row)."""
@@ -509,42 +546,29 @@ class Journal:
                 flags.append((str(flag), run_id))
             if phase in TERMINAL:
                 ended.add(run_id)
-        self._many(_INSERT_TRANSITION, rows)  # the trigger drops rows of runs already terminal
+        self._db.execute(_INSERT_TRANSITIONS, (json.dumps(rows),))
         self._db.executemany(_ADD_FLAG, flags)  # before the state: once terminal, a run's row is never updated
-        self._many(_STATE, [(r, p, m, at if p in TERMINAL else None) for r, p, m, at, _ in last.values()])
+        state = [(r, p, m, at if p in TERMINAL else None) for r, p, m, at, _ in last.values()]
+        self._db.execute(_STATE, (json.dumps(state),))
         return ended
 
     def _insert_runs(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert intents; a duplicate run id is refused alone (the others are written)."""
-        seen = {r[0] for r in self._many(_EXISTING, [(row[0],) for row in rows], "?")}
-        fresh = []
+        """Insert intents; a run id journaled already (or earlier in ``rows``) is refused alone."""
+        try:
+            self._db.execute(_INSERT_RUNS, _intent_args(rows))
+            return
+        except sqlite3.IntegrityError:  # the statement wrote nothing: write it again without the duplicates
+            pass
+        (found,) = self._db.execute(_EXISTING, (json.dumps([(row[0],) for row in rows]),)).fetchone()
+        seen, fresh = set(json.loads(found)), []
         for row in rows:
             if row[0] in seen:
-                self._rejected.add(id(row))
+                self._rejected.add(id(row))  # its waiter gets the error
             else:
                 seen.add(row[0])
                 fresh.append(row)
-        self._many(_INSERT_RUN, fresh, _INSERT_RUN_ROW)
-
-    def _many(self, sql: str, rows: list[tuple[Any, ...]], row_sql: str = "") -> list[tuple[Any, ...]]:
-        """Run ``sql`` over ``rows`` in few statements; the rows it returns.
-
-        Chunks have power-of-two sizes (at most _MAX_ROWS rows), so each kind of write has a handful of
-        statement shapes, all kept prepared in the connection's cache: one shape per batch size would
-        fill that cache with large programs (~130 MiB after 200 distinct sizes) and prepare each anew.
-        """
-        found: list[tuple[Any, ...]] = []
-        if not rows:
-            return found
-        width = len(rows[0])
-        row_sql = row_sql or "(" + ", ".join("?" * width) + ")"
-        first = 0
-        for size in _chunk_sizes(len(rows), self._max_vars // width):
-            chunk = rows[first:first + size]
-            first += size
-            values = ", ".join([row_sql] * size)
-            found += self._db.execute(sql.format(values=values), [v for row in chunk for v in row]).fetchall()
-        return found
+        if fresh:
+            self._db.execute(_INSERT_RUNS, _intent_args(fresh))
 
     def _mask(self, run_id: str, text: str) -> str:
         return _masked(text, self._known.get(run_id, []))
@@ -566,6 +590,7 @@ class Journal:
         try:
             db.row_factory = sqlite3.Row
             _when_unlocked(lambda: _prepare(db, self.path))
+            _check_json(db, self.path)
         except BaseException:
             db.close()
             raise
@@ -582,6 +607,15 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
     db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")  # a restarted WAL is cut back to this size
     db.execute("PRAGMA secure_delete=ON")  # what a migration drops is zeroed, not left in free pages
     _setup(db, path)
+
+
+def _check_json(db: sqlite3.Connection, path: Path) -> None:
+    """The writer passes rows as JSON: refuse clearly an SQLite without JSON functions."""
+    try:
+        db.execute("SELECT json_extract('[1]', '$[0]')")
+    except sqlite3.OperationalError:
+        raise JournalError(f"cannot use the journal at {path}: this Python's SQLite ({sqlite3.sqlite_version}) "
+                           "has no JSON functions (built in from 3.38); pass journal=False") from None
 
 
 def _when_unlocked(step: Callable[[], None]) -> None:
@@ -649,7 +683,7 @@ def _migrate_v0(db: sqlite3.Connection, path: Path) -> None:
                     row["ended_at"]))
         history = [(row["run_id"], t["phase"], _masked(t["message"], []), t["at"], "")
                    for t in _old_transitions(row["transitions"])]
-        db.executemany(_INSERT_TRANSITION.format(values=_ONE_TRANSITION), history)
+        db.executemany(_INSERT_TRANSITION, history)
     db.execute("DROP TABLE runs_v0")
     _run_script(db, _TRIGGERS)  # after the copy: the rules would refuse history of runs already terminal
     log.info("journal %s: migrated %d runs from the first format", path, len(old))
@@ -664,18 +698,13 @@ def _old_transitions(text: str | None) -> list[dict[str, str]]:
             for t in items if isinstance(t, dict) and "phase" in t and "at" in t]
 
 
-def _chunk_sizes(n: int, most: int) -> list[int]:
-    """``n`` split into powers of two, none above ``_MAX_ROWS`` or ``most`` (largest first)."""
-    top = 1
-    while top * 2 <= min(_MAX_ROWS, max(1, most)):
-        top *= 2
-    sizes = [top] * (n // top)
-    n %= top
-    while top > 1:
-        top //= 2
-        if n & top:
-            sizes.append(top)
-    return sizes
+def _intent_args(rows: list[tuple[Any, ...]]) -> tuple[str, bytes]:
+    """``_INSERT_RUNS``'s parameters for intent rows (run_id, task_type, version, target, inputs, template, ...)."""
+    items, offset = [], 1
+    for run_id, task_type, version, target, inputs, template, prefix, started, pid, host in rows:
+        items.append((run_id, offset, len(template), task_type, version, target, inputs, prefix, started, pid, host))
+        offset += len(template)
+    return json.dumps(items), b"".join(row[5] for row in rows)
 
 
 def _settle(waiters: list[Any], errors: list[BaseException | None] | None) -> None:

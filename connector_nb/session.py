@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from .registry import ConnectorRegistry
 
 T = TypeVar("T")
-# Seeded once from the OS: os.urandom per id (uuid4) costs ~100 us on some VMs.
-_ids = random.Random(os.urandom(16))
+_ids = random.Random(os.urandom(16))  # seeded once: os.urandom per id (uuid4) costs ~100 us on some VMs
 #: Finished runs kept in memory per session by default; older ones stay in the journal only.
 RETAIN = 1000
 
@@ -195,8 +194,7 @@ class AsyncSession(Observable):
 
     def new_run_id(self, /, task_type: str) -> str:
         """A fresh run id; it travels as the execution name so idempotent connectors can deduplicate."""
-        # Milliseconds first: ids sort by launch time, so the journal's keys grow at one end of its indexes
-        # (random keys cost ~6x as much to write once the file holds 100k runs); 52 random bits per ms follow.
+        # ms first: ids sort by launch time, so journal keys grow at one end (random ones cost ~6x at 100k runs)
         return f"{task_type}-{time.time_ns() // 1_000_000:011x}{_ids.getrandbits(52):013x}"
 
     def submit(

@@ -15,6 +15,7 @@ import threading
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flyteidl.core import tasks_pb2
@@ -441,16 +442,17 @@ def test_text_found_clean_is_masked_once_its_secret_is_remembered(journal):
         journal_module._secrets.forget_all()
 
 
-def test_one_batch_refuses_only_its_duplicate_and_splits_at_the_parameter_limit(journal):
-    journal._max_vars = 12  # a tiny SQLite parameter limit: every kind of write takes several statements
+def test_one_batch_refuses_only_its_duplicate_and_keeps_every_blob(journal):
     intent(journal, "old")
+    templates = {f"b{i}": tasks_pb2.TaskTemplate(type=f"t{i}" * i).SerializeToString() for i in range(40)}
 
     async def main() -> list[BaseException | None]:
         ids = [f"b{i}" for i in range(40)] + ["b3", "old"]
         results = await asyncio.gather(*(journal.intent_async(
-            run_id=r, task_type="t", version=1, target="local", inputs={"i": n}, template=b"", output_prefix="",
-            started_at=at(n)) for n, r in enumerate(ids)), return_exceptions=True)
-        await asyncio.gather(*(journal.created_async(f"b{i}", f"m{i}".encode()) for i in range(40)))
+            run_id=r, task_type="t", version=1, target="local", inputs={"i": n}, template=templates.get(r, b""),
+            output_prefix="", started_at=at(n)) for n, r in enumerate(ids)), return_exceptions=True)
+        await asyncio.gather(*(journal.created_async(f"b{i}", f"m{i}".encode() * (i % 3) if i % 5 else None)
+                               for i in range(40)))
         return results
 
     results = asyncio.run(main())
@@ -462,21 +464,58 @@ def test_one_batch_refuses_only_its_duplicate_and_splits_at_the_parameter_limit(
     rows = {r["run_id"]: r for r in journal.unfinished()}
     assert sorted(rows) == sorted(["old"] + [f"b{i}" for i in range(0, 40, 2)])
     assert rows["b4"]["inputs"] == {"i": 4} and rows["b4"]["phase"] == "RUNNING"
-    assert rows["b4"]["resource_meta"] == b"m4"
+    assert rows["b4"]["resource_meta"] == b"m4" and rows["b8"]["resource_meta"] == b"m8m8"
+    assert journal.get("b3")["inputs"] == {"i": 3}  # the first b3 was written, the second refused
+    assert rows["b10"]["resource_meta"] is None and rows["b6"]["resource_meta"] == b""
+    assert all(journal.get(r)["template"] == t for r, t in templates.items())
     assert [t["phase"] for t in journal.history("b5")] == ["QUEUED", "SUCCEEDED"]
     assert journal.get("b5")["ended_at"] == at(105)
 
 
-def test_batches_of_any_size_use_a_handful_of_statement_shapes():
-    # one statement shape per batch size would fill SQLite's statement cache with large programs (~130 MiB
-    # after 200 sizes); power-of-two chunks keep at most 9 shapes per kind of write, all reused
-    shapes: set[int] = set()
-    for n in range(3000):
-        sizes = journal_module._chunk_sizes(n, 3276)
-        assert sum(sizes) == n and all(s & (s - 1) == 0 and s <= 256 for s in sizes), (n, sizes)
-        shapes.update(sizes)
-    assert shapes == {1, 2, 4, 8, 16, 32, 64, 128, 256}
-    assert journal_module._chunk_sizes(1000, 99) == [64] * 15 + [32, 8]  # a low parameter limit is kept
+def test_a_transaction_is_a_statement_per_kind_whatever_its_size(journal):
+    # every statement the sqlite3 module steps lets go of the GIL, and taking it back from a busy event loop
+    # costs up to 5 ms: a transaction of thousands of writes must not be dozens of statements
+    statements: list[str] = []
+
+    class Counting:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            statements.append(sql.split(" (")[0])
+            return self.db.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.db, name)
+
+    async def launch(n: int) -> None:
+        await journal.intent_async(run_id=f"r{n}", task_type="t", version=1, target="local", inputs={},
+                                   template=b"", output_prefix="", started_at=at(n))
+        await journal.created_async(f"r{n}", b"meta")
+
+    async def main() -> None:
+        await asyncio.gather(*(launch(n) for n in range(3000)))
+
+    journal._db = Counting(journal._db)
+    asyncio.run(main())
+    for i in range(6000):
+        journal.transition(f"r{i % 3000}", "RUNNING" if i < 3000 else "SUCCEEDED", f"{i}", at(i))
+    journal.flush()
+    journal._db = journal._db.db
+    transactions = statements.count("COMMIT")
+    writes = [s for s in statements if s not in ("BEGIN IMMEDIATE", "COMMIT")]
+    assert transactions <= 2 * (12_000 // 2500 + 1)  # batches of up to 2,500 writes, and a flush or two
+    assert len(writes) <= 5 * transactions  # intents, created (2), transitions, state: one statement each
+    assert len(journal.unfinished()) == 0 and len(journal.history("r2999")) == 3
+
+
+def test_an_sqlite_without_json_functions_is_refused_clearly(tmp_path):
+    class NoJson:
+        def execute(self, sql: str, *args: Any) -> None:
+            raise sqlite3.OperationalError("no such function: json_extract")
+
+    with pytest.raises(JournalError, match=r"has no JSON functions .*journal=False"):
+        journal_module._check_json(NoJson(), tmp_path / "journal.sqlite3")  # type: ignore[arg-type]
 
 
 # -- schema ------------------------------------------------------------------------------------

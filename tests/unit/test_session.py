@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+import time
 
 import pytest
 
@@ -516,3 +518,14 @@ def test_retention_keeps_memory_bounded_and_history_reads_the_journal(tmp_path):
         frame = session.runs_frame(history=True)
         assert set(frame["run_id"]) == {r.run_id for r in runs} and set(frame["phase"]) == {"SUCCEEDED"}
         assert len(session.runs_frame()) == 5
+
+
+def test_run_ids_are_unique_and_sort_by_launch_time(make_session):
+    session = make_session(FakeConnector())
+    ids = [session.new_run_id("fake") for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"fake-[0-9a-f]{24}", i) for i in ids)
+    first_ms = int(ids[-1][5:16], 16)
+    wait_until(lambda: time.time_ns() // 1_000_000 > first_ms)  # the next millisecond
+    later = session.new_run_id("fake")
+    assert later > max(ids)  # the journal's keys grow at one end, so its writes stay fast as it grows
