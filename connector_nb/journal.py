@@ -107,9 +107,11 @@ _STORE_META = (f"UPDATE runs SET resource_meta = {_blob(2)}, "
                "phase = CASE phase WHEN 'CREATING' THEN 'QUEUED' ELSE phase END, "
                "message = CASE phase WHEN 'CREATING' THEN 'created' ELSE message END "
                f"FROM json_each(?1) AS v WHERE run_id = {_j(0)} AND {_OPEN}")
-# state: [run_id, phase, message, ended_at], one row per run (the last of the transaction)
-_STATE = (f"UPDATE runs SET phase = {_j(1)}, message = {_j(2)}, ended_at = {_j(3)} "
-          f"FROM json_each(?1) AS v WHERE run_id = {_j(0)} AND {_OPEN}")
+# Each run's state from the same transition rows: its last one (SQLite takes the bare columns from the row
+# where max() is), written once per run, not once per row.
+_STATE = (f"UPDATE runs SET phase = s.p, message = s.m, ended_at = CASE WHEN s.p IN {_TERMINAL_SQL} THEN s.a END "
+          f"FROM (SELECT {_j(0)} AS r, {_j(1)} AS p, {_j(2)} AS m, {_j(3)} AS a, max(v.key) "
+          f"FROM json_each(?1) AS v GROUP BY r) AS s WHERE run_id = s.r AND {_OPEN}")
 _ADD_FLAG = ("UPDATE runs SET flags = CASE WHEN instr(',' || flags || ',', ',' || ?1 || ',') > 0 THEN flags "
              f"WHEN flags = '' THEN ?1 ELSE flags || ',' || ?1 END WHERE run_id = ?2 AND {_OPEN}")
 _UNKNOWN = f"UPDATE runs SET unknown_outcome = 1, message = ? WHERE run_id = ? AND {_OPEN}"
@@ -538,21 +540,19 @@ class Journal:
 
     def _append(self, ops: list[tuple[Any, ...]]) -> set[str]:
         """Insert the transitions, then update each run's state once (not once per row)."""
-        rows, last, flags, ended = [], {}, [], set()
+        rows, flags, ended = [], [], set()
         for _, run_id, phase, message, at, flag in ops:
             if run_id in ended:
                 continue  # after a terminal phase in this same batch: dropped, as the trigger drops later ones
-            row = (run_id, phase, self._mask(run_id, str(message)), _iso(at), str(flag))
-            rows.append(row)
-            last[run_id] = row
+            rows.append((run_id, phase, self._mask(run_id, str(message)), _iso(at), str(flag)))
             if flag:
                 flags.append((str(flag), run_id))
             if phase in TERMINAL:
                 ended.add(run_id)
-        self._db.execute(_INSERT_TRANSITIONS, (json.dumps(rows),))
+        text = json.dumps(rows)
+        self._db.execute(_INSERT_TRANSITIONS, (text,))
         self._db.executemany(_ADD_FLAG, flags)  # before the state: once terminal, a run's row is never updated
-        state = [(r, p, m, at if p in TERMINAL else None) for r, p, m, at, _ in last.values()]
-        self._db.execute(_STATE, (json.dumps(state),))
+        self._db.execute(_STATE, (text,))
         return ended
 
     def _insert_runs(self, rows: list[tuple[Any, ...]]) -> None:

@@ -48,6 +48,7 @@ class Ledger:
         """Write to ``journal`` (None: write nothing) for runs of the service at ``target``."""
         self.journal = journal
         self.target = target
+        self._observer = self._append  # one bound method for every run it watches, not one each
 
     async def create(
         self, call: Awaitable[bytes], *, run_id: str, category: TaskCategory, template: bytes, prefix: str,
@@ -86,13 +87,16 @@ class Ledger:
         if claim:
             self.journal.claim(run.run_id)
         run._journaled = written
-        run.on_change(self._append)
+        run.on_change(self._observer)
 
     def _append(self, run: Run) -> None:
-        assert self.journal is not None
-        for t in run.transitions[run._journaled:]:
-            self.journal.transition(run.run_id, t.phase, t.message, t.at, t.flag)
-        run._journaled = len(run.transitions)
+        # called on every change of every run (most polls record nothing new): the cheap check comes first
+        transitions = run.transitions
+        if len(transitions) > run._journaled:
+            assert self.journal is not None
+            for t in transitions[run._journaled:]:
+                self.journal.transition(run.run_id, t.phase, t.message, t.at, t.flag)
+            run._journaled = len(transitions)
 
     def unfinished(self, what: str) -> list[Mapping[str, Any]]:
         """Runs that other processes left unfinished, newest first."""

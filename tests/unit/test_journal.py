@@ -509,6 +509,20 @@ def test_a_transaction_is_a_statement_per_kind_whatever_its_size(journal):
     assert len(journal.unfinished()) == 0 and len(journal.history("r2999")) == 3
 
 
+def test_a_run_takes_the_state_of_its_last_transition_in_a_batch(journal):
+    for run_id in ("r1", "r2"):
+        intent(journal, run_id)
+        journal.created(run_id, b"meta")
+    for i, phase in enumerate(["RUNNING", "QUEUED", "RUNNING", "SUCCEEDED", "RUNNING"]):  # one batch
+        journal.transition("r1", phase, f"m{i}", at(10 + i), "backwards" if phase == "QUEUED" else "")
+        journal.transition("r2", phase, f"m{i}", at(10 + i)) if i < 3 else None
+    journal.flush()
+    r1, r2 = journal.get("r1"), journal.get("r2")
+    assert (r1["phase"], r1["message"], r1["ended_at"], r1["flags"]) == ("SUCCEEDED", "m3", at(13), ["backwards"])
+    assert [t["phase"] for t in r1["transitions"]] == ["QUEUED", "RUNNING", "QUEUED", "RUNNING", "SUCCEEDED"]
+    assert (r2["phase"], r2["message"], r2["ended_at"]) == ("RUNNING", "m2", None)
+
+
 def test_an_sqlite_without_json_functions_is_refused_clearly(tmp_path):
     class NoJson:
         def execute(self, sql: str, *args: Any) -> None:
