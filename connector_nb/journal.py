@@ -44,6 +44,7 @@ FILE_NAME = "journal.sqlite3"
 TERMINAL = ("SUCCEEDED", "FAILED", "ABORTED", "RETRYABLE_FAILED")
 FRAME_COLUMNS = ["run_id", "task_type", "target", "age", "phase", "unknown_outcome", "started_at", "ended_at",
                  "message"]
+_WAITED = ("intent", "created")  # kinds queued by intent_async/created_async, with the waiter's loop and future
 _TERMINAL_SQL = "(" + ", ".join(f"'{p}'" for p in TERMINAL) + ")"
 _OPEN = f"phase NOT IN {_TERMINAL_SQL}"  # every UPDATE of runs has it: a terminal run is never rewritten
 _MAX_BATCH = 5000  # queued writes taken at once
@@ -206,7 +207,7 @@ class Journal:
         coroutine objects for the garbage collector to walk.)
         """
         row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
-        return self._committed(("intent", row))
+        return self._committed("intent", row)
 
     def _intent_row(
         self, run_id: str, task_type: str, version: int, target: str, inputs: Mapping[str, Any], template: bytes,
@@ -234,7 +235,7 @@ class Journal:
         if self._closed:
             log.warning("journal %s closed: created for run %s not written", self.path, run_id)
             return _nothing()
-        return self._committed(("created", run_id, resource_meta, _utcnow()))
+        return self._committed("created", run_id, resource_meta, _utcnow())
 
     def outcome_unknown(self, run_id: str, detail: str) -> None:
         """``create`` may have reached the connector without an answer: flag the run, keep it listed as unfinished."""
@@ -367,14 +368,14 @@ class Journal:
             return
         self._transaction([op])
 
-    def _committed(self, op: tuple[Any, ...]) -> asyncio.Future[None]:
+    def _committed(self, *op: Any) -> asyncio.Future[None]:
         """Queue ``op``; the future (of the running loop) is done once the writer thread has committed it."""
         import asyncio
 
         self._check_open()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.put(("notify", loop, done, op))  # the writer writes op, then settles done
+        self._queue.put((*op, loop, done))  # one queued item: the writer writes op, then settles done
         if not self._hurry.is_set():  # someone waits: no lingering (set() takes a lock: only when needed)
             self._hurry.set()
         return done
@@ -421,12 +422,12 @@ class Journal:
         # This thread needs the GIL for its Python work, and takes it from the event loop: one pass, no more.
         work: list[tuple[Any, ...]] = []
         flushes: list[threading.Event] = []
-        waiting: dict[Any, list[tuple[Any, ...]]] = {}  # loop -> its "notify" ops
+        waiting: dict[Any, list[tuple[Any, ...]]] = {}  # loop -> the ops waited for there
         for op in batch:
             kind = op[0]
-            if kind == "notify":
-                work.append(op[3])
-                waiting.setdefault(op[1], []).append(op)
+            if kind in _WAITED:
+                work.append(op)
+                waiting.setdefault(op[-2], []).append(op)
             elif kind == "flush":
                 flushes.append(op[1])
             elif kind != "stop":
@@ -443,9 +444,9 @@ class Journal:
             for event in flushes:
                 event.set()
             for loop, ops in waiting.items():  # one wake-up per loop and batch, not one per waiter
-                errors = [self._outcome(op[3], failed) for op in ops] if failed or self._rejected else None
+                errors = [self._outcome(op, failed) for op in ops] if failed or self._rejected else None
                 with suppress(RuntimeError):  # the loop was closed meanwhile: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, [op[2] for op in ops], errors)
+                    loop.call_soon_threadsafe(_settle, [op[-1] for op in ops], errors)
 
     def _outcome(self, op: tuple[Any, ...], failed: BaseException | None) -> BaseException | None:
         """None if ``op`` was committed, else the error for the coroutine waiting for it."""
@@ -527,8 +528,9 @@ class Journal:
         """Store each run's resource meta (unless it carries a secret) and move it from CREATING to QUEUED."""
         rows: list[tuple[str, str, int | None, int | None]] = []
         blobs, offset = [], 1
-        for _, run_id, meta, at in ops:
-            meta = _storable_meta(meta, self._known.get(run_id, []))
+        for op in ops:  # kind, run_id, meta, at (and the waiter's loop and future, when queued by created_async)
+            run_id, at = op[1], op[3]
+            meta = _storable_meta(op[2], self._known.get(run_id, []))
             if meta is None:
                 rows.append((run_id, _iso(at), None, None))
             else:
