@@ -21,11 +21,11 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping  # abc isinstance: ~10x faster than typing
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping  # isinstance: ~10x faster than typing
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 from . import secrets as _secrets
 from .errors import InputError, JournalError, JournalVersionError, UnknownRunError
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+_Row = TypeVar("_Row")
 
 SCHEMA_VERSION = 1
 FILE_NAME = "journal.sqlite3"
@@ -49,6 +50,9 @@ _TERMINAL_SQL = "(" + ", ".join(f"'{p}'" for p in TERMINAL) + ")"
 _OPEN = f"phase NOT IN {_TERMINAL_SQL}"  # every UPDATE of runs has it: a terminal run is never rewritten
 _MAX_BATCH = 5000  # queued writes taken at once
 _MAX_TX = 2500  # writes per transaction: bounds how long an intent() waits behind the writer
+# Parameters per statement, in bytes: rows are sent in halves above it (SQLite refuses a parameter over 1 GB,
+# and a burst of launches with large templates would otherwise be copied into one blob at once)
+_STATEMENT_BYTES = 8 * 2**20
 _LINGER_S = 0.02  # the writer gathers this long before committing (a flush() cuts it short): fewer, larger commits
 _BUSY_TIMEOUT_S = 30.0
 _CHECKPOINT_EVERY_S = 0.5  # the writer thread copies the WAL into the database this often (if anything changed)
@@ -526,19 +530,11 @@ class Journal:
 
     def _created(self, ops: list[tuple[Any, ...]]) -> None:
         """Store each run's resource meta (unless it carries a secret) and move it from CREATING to QUEUED."""
-        rows: list[tuple[str, str, int | None, int | None]] = []
-        blobs, offset = [], 1
-        for op in ops:  # kind, run_id, meta, at (and the waiter's loop and future, when queued by created_async)
-            run_id, at = op[1], op[3]
-            meta = _storable_meta(op[2], self._known.get(run_id, []))
-            if meta is None:
-                rows.append((run_id, _iso(at), None, None))
-            else:
-                rows.append((run_id, _iso(at), offset, len(meta)))
-                blobs.append(meta)
-                offset += len(meta)
-        self._db.execute(_CREATED, (json.dumps(rows),))
-        self._db.execute(_STORE_META, (json.dumps(rows), b"".join(blobs)))
+        # op: kind, run_id, meta, at (and the waiter's loop and future, when queued by created_async)
+        items = [(op[1], _iso(op[3]), _storable_meta(op[2], self._known.get(op[1], []))) for op in ops]
+        for _, (rows, blobs) in _parts(items, _created_args):
+            self._db.execute(_CREATED, (rows,))
+            self._db.execute(_STORE_META, (rows, blobs))
 
     def _append(self, ops: list[tuple[Any, ...]]) -> set[str]:
         """Insert the transitions, then update each run's state once (not once per row)."""
@@ -551,29 +547,32 @@ class Journal:
                 flags.append((str(flag), run_id))
             if phase in TERMINAL:
                 ended.add(run_id)
-        text = json.dumps(rows)
-        self._db.execute(_INSERT_TRANSITIONS, (text,))
+        texts = [params for _, params in _parts(rows, _json_args)]
+        for params in texts:
+            self._db.execute(_INSERT_TRANSITIONS, params)
         self._db.executemany(_ADD_FLAG, flags)  # before the state: once terminal, a run's row is never updated
-        self._db.execute(_STATE, (text,))
+        for params in texts:
+            self._db.execute(_STATE, params)
         return ended
 
     def _insert_runs(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert intents; a run id journaled already (or earlier in ``rows``) is refused alone."""
-        try:
-            self._db.execute(_INSERT_RUNS, _intent_args(rows))
-            return
-        except sqlite3.IntegrityError:  # the statement wrote nothing: write it again without the duplicates
-            pass
-        (found,) = self._db.execute(_EXISTING, (json.dumps([(row[0],) for row in rows]),)).fetchone()
-        seen, fresh = set(json.loads(found)), []
-        for row in rows:
-            if row[0] in seen:
-                self._rejected.add(id(row))  # its waiter gets the error
-            else:
-                seen.add(row[0])
-                fresh.append(row)
-        if fresh:
-            self._db.execute(_INSERT_RUNS, _intent_args(fresh))
+        for part, params in _parts(rows, _intent_args):
+            try:
+                self._db.execute(_INSERT_RUNS, params)
+                continue
+            except sqlite3.IntegrityError:  # the statement wrote nothing: write it again without the duplicates
+                pass
+            (found,) = self._db.execute(_EXISTING, (json.dumps([(row[0],) for row in part]),)).fetchone()
+            seen, fresh = set(json.loads(found)), []
+            for row in part:
+                if row[0] in seen:
+                    self._rejected.add(id(row))  # its waiter gets the error
+                else:
+                    seen.add(row[0])
+                    fresh.append(row)
+            if fresh:
+                self._db.execute(_INSERT_RUNS, _intent_args(fresh))
 
     def _mask(self, run_id: str, text: str) -> str:
         return _masked(text, self._known.get(run_id, []))
@@ -701,6 +700,33 @@ def _old_transitions(text: str | None) -> list[dict[str, str]]:
         return []
     return [{"phase": str(t["phase"]), "message": str(t.get("message") or ""), "at": str(t["at"])}
             for t in items if isinstance(t, dict) and "phase" in t and "at" in t]
+
+
+def _parts(
+    rows: list[_Row], encode: Callable[[list[_Row]], tuple[Any, ...]]
+) -> Iterator[tuple[list[_Row], tuple[Any, ...]]]:
+    """``rows`` with their statement parameters ``encode(rows)``; in halves while those exceed _STATEMENT_BYTES."""
+    params = encode(rows)
+    if len(rows) > 1 and sum(map(len, params)) > _STATEMENT_BYTES:
+        half = len(rows) // 2
+        yield from _parts(rows[:half], encode)
+        yield from _parts(rows[half:], encode)
+    else:
+        yield rows, params
+
+
+def _json_args(rows: list[tuple[Any, ...]]) -> tuple[str]:
+    return (json.dumps(rows),)
+
+
+def _created_args(items: list[tuple[str, str, bytes | None]]) -> tuple[str, bytes]:
+    """``_CREATED``/``_STORE_META`` parameters for (run_id, at, meta) items: [run_id, at, offset, length] rows."""
+    rows: list[tuple[str, str, int | None, int | None]] = []
+    offset = 1
+    for run_id, at, meta in items:
+        rows.append((run_id, at, None, None) if meta is None else (run_id, at, offset, len(meta)))
+        offset += len(meta or b"")
+    return json.dumps(rows), b"".join(meta for _, _, meta in items if meta is not None)
 
 
 def _intent_args(rows: list[tuple[Any, ...]]) -> tuple[str, bytes]:

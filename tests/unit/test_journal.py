@@ -442,7 +442,9 @@ def test_text_found_clean_is_masked_once_its_secret_is_remembered(journal):
         journal_module._secrets.forget_all()
 
 
-def test_one_batch_refuses_only_its_duplicate_and_keeps_every_blob(journal):
+@pytest.mark.parametrize("statement_bytes", [8 * 2**20, 300], ids=["one statement", "in halves"])
+def test_one_batch_refuses_only_its_duplicate_and_keeps_every_blob(journal, monkeypatch, statement_bytes):
+    monkeypatch.setattr(journal_module, "_STATEMENT_BYTES", statement_bytes)  # 300: a few rows per statement
     intent(journal, "old")
     templates = {f"b{i}": tasks_pb2.TaskTemplate(type=f"t{i}" * i).SerializeToString() for i in range(40)}
 
@@ -509,7 +511,9 @@ def test_a_transaction_is_a_statement_per_kind_whatever_its_size(journal):
     assert len(journal.unfinished()) == 0 and len(journal.history("r2999")) == 3
 
 
-def test_a_run_takes_the_state_of_its_last_transition_in_a_batch(journal):
+@pytest.mark.parametrize("statement_bytes", [8 * 2**20, 100], ids=["one statement", "in halves"])
+def test_a_run_takes_the_state_of_its_last_transition_in_a_batch(journal, monkeypatch, statement_bytes):
+    monkeypatch.setattr(journal_module, "_STATEMENT_BYTES", statement_bytes)
     for run_id in ("r1", "r2"):
         intent(journal, run_id)
         journal.created(run_id, b"meta")
