@@ -121,8 +121,7 @@ _ADD_FLAG = ("UPDATE runs SET flags = CASE WHEN instr(',' || flags || ',', ',' |
              f"WHEN flags = '' THEN ?1 ELSE flags || ',' || ?1 END WHERE run_id = ?2 AND {_OPEN}")
 _UNKNOWN = f"UPDATE runs SET unknown_outcome = 1, message = ? WHERE run_id = ? AND {_OPEN}"
 _CLAIM = f"UPDATE runs SET pid = ?, host = ?, claimed_at = ? WHERE run_id = ? AND {_OPEN}"
-_EXISTING = ("SELECT json_group_array(run_id) FROM runs WHERE run_id IN "
-             "(SELECT json_extract(value, '$[0]') FROM json_each(?))")
+_EXISTING = "SELECT json_group_array(run_id) FROM runs WHERE run_id IN (SELECT value FROM json_each(?))"
 
 
 class JournalRow(TypedDict):
@@ -510,9 +509,8 @@ class Journal:
         Kinds go in the order one run's writes take (intent, created or unknown, claim, transitions), so
         writes of several kinds in one transaction land as if one by one.
         """
-        intents, created, transitions = [], [], []
-        db = self._db
-        for op in work:
+        intents, created, unknown, claims, transitions = [], [], [], [], []
+        for op in work:  # one pass; the rare kinds are written only when present
             kind = op[0]
             if kind == "transition":
                 transitions.append(op)
@@ -520,12 +518,18 @@ class Journal:
                 intents.append(op[1])
             elif kind == "created":
                 created.append(op)
+            elif kind == "unknown":
+                unknown.append((self._mask(op[1], str(op[2])), op[1]))
+            elif kind == "claim":
+                claims.append((op[2], op[3], op[4], op[1]))
         if intents:
             self._insert_runs(intents)
         if created:
             self._created(created)
-        db.executemany(_UNKNOWN, [(self._mask(op[1], str(op[2])), op[1]) for op in work if op[0] == "unknown"])
-        db.executemany(_CLAIM, [(op[2], op[3], op[4], op[1]) for op in work if op[0] == "claim"])
+        if unknown:
+            self._db.executemany(_UNKNOWN, unknown)
+        if claims:
+            self._db.executemany(_CLAIM, claims)
         return self._append(transitions) if transitions else set()
 
     def _created(self, ops: list[tuple[Any, ...]]) -> None:
@@ -563,7 +567,7 @@ class Journal:
                 continue
             except sqlite3.IntegrityError:  # the statement wrote nothing: write it again without the duplicates
                 pass
-            (found,) = self._db.execute(_EXISTING, (json.dumps([(row[0],) for row in part]),)).fetchone()
+            (found,) = self._db.execute(_EXISTING, (json.dumps([row[0] for row in part]),)).fetchone()
             seen, fresh = set(json.loads(found)), []
             for row in part:
                 if row[0] in seen:
@@ -719,23 +723,29 @@ def _json_args(rows: list[tuple[Any, ...]]) -> tuple[str]:
     return (json.dumps(rows),)
 
 
+def _joined(blobs: list[bytes | None]) -> tuple[list[tuple[int | None, int | None]], bytes]:
+    """Where each blob sits in their concatenation (1-based offset, length; (None, None) for no blob), and it."""
+    slots: list[tuple[int | None, int | None]] = []
+    offset = 1
+    for blob in blobs:
+        if blob is None:
+            slots.append((None, None))
+        else:
+            slots.append((offset, len(blob)))
+            offset += len(blob)
+    return slots, b"".join(blob for blob in blobs if blob is not None)
+
+
 def _created_args(items: list[tuple[str, str, bytes | None]]) -> tuple[str, bytes]:
     """``_CREATED``/``_STORE_META`` parameters for (run_id, at, meta) items: [run_id, at, offset, length] rows."""
-    rows: list[tuple[str, str, int | None, int | None]] = []
-    offset = 1
-    for run_id, at, meta in items:
-        rows.append((run_id, at, None, None) if meta is None else (run_id, at, offset, len(meta)))
-        offset += len(meta or b"")
-    return json.dumps(rows), b"".join(meta for _, _, meta in items if meta is not None)
+    slots, blob = _joined([meta for _, _, meta in items])
+    return json.dumps([(run_id, at, *slot) for (run_id, at, _), slot in zip(items, slots)]), blob
 
 
 def _intent_args(rows: list[tuple[Any, ...]]) -> tuple[str, bytes]:
     """``_INSERT_RUNS``'s parameters for intent rows (run_id, task_type, version, target, inputs, template, ...)."""
-    items, offset = [], 1
-    for run_id, task_type, version, target, inputs, template, prefix, started, pid, host in rows:
-        items.append((run_id, offset, len(template), task_type, version, target, inputs, prefix, started, pid, host))
-        offset += len(template)
-    return json.dumps(items), b"".join(row[5] for row in rows)
+    slots, blob = _joined([row[5] for row in rows])
+    return json.dumps([(row[0], *slot, *row[1:5], *row[6:]) for row, slot in zip(rows, slots)]), blob
 
 
 async def _nothing() -> None:
