@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping  # isinstance: ~10x faster than typing
 from contextlib import suppress
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
@@ -79,8 +79,6 @@ CREATE TRIGGER transitions_open_runs_only BEFORE INSERT ON transitions
 WHEN NOT EXISTS (SELECT 1 FROM runs WHERE run_id = NEW.run_id AND {_OPEN})
 BEGIN SELECT RAISE(IGNORE); END;
 """
-_INSERT_ONE_RUN = ("INSERT INTO runs (run_id, task_type, version, target, inputs, template, output_prefix, "
-                   "started_at, pid, host, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'CREATING')")
 _INSERT_TRANSITION = "INSERT INTO transitions (run_id, phase, message, at, flag) VALUES (?, ?, ?, ?, ?)"
 # A transaction writes each kind of row with ONE statement, whatever its size: the rows travel as one JSON
 # array (and blobs, joined, as a second parameter; rows say where theirs is: 1-based offset, length). The
@@ -91,31 +89,43 @@ def _j(n: int) -> str:
     return f"json_extract(v.value, '$[{n}]')"
 
 
+def _at(n: int) -> str:
+    """The ISO text (as ``_iso`` writes it) of the time in fields ``n``, ``n + 1`` (epoch seconds, microseconds).
+
+    SQLite formats it on the writer's own core, without the GIL: ``isoformat`` took ~1 µs a row there.
+    """
+    return f"strftime('%Y-%m-%dT%H:%M:%S', {_j(n)}, 'unixepoch') || printf('.%06d+00:00', {_j(n + 1)})"
+
+
 def _blob(n: int) -> str:
     """The blob whose offset and length are fields ``n`` and ``n + 1`` (NULL if the offset is)."""
     return f"CASE WHEN {_j(n)} IS NULL THEN NULL ELSE substr(?2, {_j(n)}, {_j(n + 1)}) END"
 
 
-# intent: [run_id, template offset, template length, task_type, version, target, inputs, prefix, started, pid, host]
+# Times travel as two fields, epoch seconds and microseconds (``_stamp``).
+# intent: [run_id, template offset, template length, task_type, version, target, inputs, prefix, pid, host,
+#          started s, started µs]
 _INSERT_RUNS = ("INSERT INTO runs (run_id, template, task_type, version, target, inputs, output_prefix, "
-                f"started_at, pid, host, phase) SELECT {_j(0)}, {_blob(1)}, "
-                f"{', '.join(_j(n) for n in range(3, 11))}, 'CREATING' FROM json_each(?1) AS v ORDER BY v.key")
-# transition: [run_id, phase, message, at, flag]; the trigger drops rows of runs already terminal
-_INSERT_TRANSITIONS = ("INSERT INTO transitions (run_id, phase, message, at, flag) "
-                       f"SELECT {', '.join(_j(n) for n in range(5))} FROM json_each(?1) AS v ORDER BY v.key")
-# created: [run_id, at, meta offset, meta length] (offset null: no meta kept)
+                f"pid, host, started_at, phase) SELECT {_j(0)}, {_blob(1)}, "
+                f"{', '.join(_j(n) for n in range(3, 10))}, {_at(10)}, 'CREATING' FROM json_each(?1) AS v "
+                "ORDER BY v.key")
+# transition: [run_id, phase, message, flag, at s, at µs]; the trigger drops rows of runs already terminal
+_INSERT_TRANSITIONS = ("INSERT INTO transitions (run_id, phase, message, flag, at) "
+                       f"SELECT {', '.join(_j(n) for n in range(4))}, {_at(4)} FROM json_each(?1) AS v "
+                       "ORDER BY v.key")
+# created: [run_id, meta offset, meta length, at s, at µs] (offset null: no meta kept)
 _CREATED = ("INSERT INTO transitions (run_id, phase, message, at, flag) SELECT runs.run_id, 'QUEUED', 'created', "
-            f"{_j(1)}, '' FROM json_each(?1) AS v JOIN runs ON runs.run_id = {_j(0)} AND runs.phase = 'CREATING' "
+            f"{_at(3)}, '' FROM json_each(?1) AS v JOIN runs ON runs.run_id = {_j(0)} AND runs.phase = 'CREATING' "
             "ORDER BY v.key")
 # In an UPDATE every right-hand side sees the old row: phase and message move on only from CREATING.
-_STORE_META = (f"UPDATE runs SET resource_meta = {_blob(2)}, "
+_STORE_META = (f"UPDATE runs SET resource_meta = {_blob(1)}, "
                "phase = CASE phase WHEN 'CREATING' THEN 'QUEUED' ELSE phase END, "
                "message = CASE phase WHEN 'CREATING' THEN 'created' ELSE message END "
                f"FROM json_each(?1) AS v WHERE run_id = {_j(0)} AND {_OPEN}")
 # Each run's state from the same transition rows: its last one (SQLite takes the bare columns from the row
 # where max() is), written once per run, not once per row.
 _STATE = (f"UPDATE runs SET phase = s.p, message = s.m, ended_at = CASE WHEN s.p IN {_TERMINAL_SQL} THEN s.a END "
-          f"FROM (SELECT {_j(0)} AS r, {_j(1)} AS p, {_j(2)} AS m, {_j(3)} AS a, max(v.key) "
+          f"FROM (SELECT {_j(0)} AS r, {_j(1)} AS p, {_j(2)} AS m, {_at(4)} AS a, max(v.key) "
           f"FROM json_each(?1) AS v GROUP BY r) AS s WHERE run_id = s.r AND {_OPEN}")
 _ADD_FLAG = ("UPDATE runs SET flags = CASE WHEN instr(',' || flags || ',', ',' || ?1 || ',') > 0 THEN flags "
              f"WHEN flags = '' THEN ?1 ELSE flags || ',' || ?1 END WHERE run_id = ?2 AND {_OPEN}")
@@ -194,7 +204,7 @@ class Journal:
         row = self._intent_row(run_id, task_type, version, target, inputs, template, output_prefix, started_at)
         with self._lock:
             try:
-                self._db.execute(_INSERT_ONE_RUN, row)  # autocommit: durable once execute returns
+                self._db.execute(_INSERT_RUNS, _intent_args([row]))  # autocommit: durable once execute returns
             except sqlite3.IntegrityError:
                 raise ValueError(f"run_id {run_id!r} is already in the journal at {self.path}") from None
         self._dirty = True
@@ -224,7 +234,7 @@ class Journal:
             _need(name, value, kind)
         known, inputs_json = _clean_inputs(inputs)
         row = (run_id, task_type, version, target, inputs_json, _redact_template(template, known),
-               output_prefix, _iso(started_at), self._pid, self._host)
+               output_prefix, self._pid, self._host, *_stamp(started_at))
         if known:
             self._known[run_id] = known
         return row
@@ -535,7 +545,8 @@ class Journal:
     def _created(self, ops: list[tuple[Any, ...]]) -> None:
         """Store each run's resource meta (unless it carries a secret) and move it from CREATING to QUEUED."""
         # op: kind, run_id, meta, at (and the waiter's loop and future, when queued by created_async)
-        items = [(op[1], _iso(op[3]), _storable_meta(op[2], self._known.get(op[1], []))) for op in ops]
+        known = self._known
+        items = [(op[1], _storable_meta(op[2], known.get(op[1], ())), op[3]) for op in ops]
         for _, (rows, blobs) in _parts(items, _created_args):
             self._db.execute(_CREATED, (rows,))
             self._db.execute(_STORE_META, (rows, blobs))
@@ -543,10 +554,14 @@ class Journal:
     def _append(self, ops: list[tuple[Any, ...]]) -> set[str]:
         """Insert the transitions, then update each run's state once (not once per row)."""
         rows, flags, ended = [], [], set()
+        known, clean, generation = self._known, _clean, _secrets.generation()
         for _, run_id, phase, message, at, flag in ops:
             if run_id in ended:
                 continue  # after a terminal phase in this same batch: dropped, as the trigger drops later ones
-            rows.append((run_id, phase, self._mask(run_id, str(message)), _iso(at), str(flag)))
+            if run_id in known or type(message) is not str or clean.get(message) != generation:  # _found_clean,
+                # inlined: messages repeat, and most runs have no secret
+                message = self._mask(run_id, str(message))
+            rows.append((run_id, phase, message, str(flag), *_stamp(at)))
             if flag:
                 flags.append((str(flag), run_id))
             if phase in TERMINAL:
@@ -736,10 +751,10 @@ def _joined(blobs: list[bytes | None]) -> tuple[list[tuple[int | None, int | Non
     return slots, b"".join(blob for blob in blobs if blob is not None)
 
 
-def _created_args(items: list[tuple[str, str, bytes | None]]) -> tuple[str, bytes]:
-    """``_CREATED``/``_STORE_META`` parameters for (run_id, at, meta) items: [run_id, at, offset, length] rows."""
-    slots, blob = _joined([meta for _, _, meta in items])
-    return json.dumps([(run_id, at, *slot) for (run_id, at, _), slot in zip(items, slots)]), blob
+def _created_args(items: list[tuple[str, bytes | None, datetime]]) -> tuple[str, bytes]:
+    """``_CREATED``/``_STORE_META`` parameters for (run_id, meta, at) items: [run_id, offset, length, at] rows."""
+    slots, blob = _joined([meta for _, meta, _ in items])
+    return json.dumps([(run_id, *slot, *_stamp(at)) for (run_id, _, at), slot in zip(items, slots)]), blob
 
 
 def _intent_args(rows: list[tuple[Any, ...]]) -> tuple[str, bytes]:
@@ -867,11 +882,11 @@ def _redact_template_or_none(template: bytes | None) -> bytes | None:
         return None  # an old row with an unreadable template cannot be reattached anyway
 
 
-def _storable_meta(meta: bytes | None, known: list[str]) -> bytes | None:
+def _storable_meta(meta: bytes | None, known: Iterable[str]) -> bytes | None:
     """The resource meta, or None when it carries a secret (such a run cannot be reattached)."""
     if meta is None:
         return None
-    if any(secret.encode() in meta for secret in known if len(secret) >= 3):
+    if known and any(secret.encode() in meta for secret in known if len(secret) >= 3):
         return None
     if not is_secret_name(meta.decode("utf-8", "replace")):
         return meta  # no secret-looking name anywhere in it: no need to parse it
@@ -944,6 +959,16 @@ def _need(name: str, value: Any, kind: type) -> None:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_EPOCH, _NAIVE_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _stamp(at: datetime) -> tuple[int, int]:
+    """Epoch seconds and microseconds of ``at`` (naive: taken as UTC), for SQL's ``_at``: exact, ~4x cheaper
+    than ``_iso``."""
+    return divmod((at - (_NAIVE_EPOCH if at.tzinfo is None else _EPOCH)) // _MICROSECOND, 1_000_000)
 
 
 def _iso(at: datetime) -> str:

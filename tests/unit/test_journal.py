@@ -297,6 +297,26 @@ def test_history_is_append_only_and_keeps_flags(journal):
     raw.close()
 
 
+def test_times_written_by_sqlite_read_back_as_the_exact_iso_text(journal):
+    # The writer sends epoch seconds and microseconds; SQLite formats them. Text order must stay time order.
+    times = [datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc), datetime(1970, 1, 1),
+             datetime(2026, 3, 4, 5, 6, 7, 1, tzinfo=timezone(timedelta(hours=-7, minutes=-30))),
+             datetime(2038, 1, 19, 3, 14, 8, 500_000, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 59, 59)]
+    intent(journal, "r1", started_at=times[0])
+    journal.created("r1", b"meta")
+    for n, when in enumerate(times[1:]):
+        journal.transition("r1", "RUNNING", str(n), when)
+    expected = [journal_module._iso(t) for t in times]
+    history = journal.history("r1")
+    journal.flush()
+    with closing(sqlite3.connect(journal.path)) as raw:
+        assert raw.execute("SELECT started_at FROM runs").fetchone()[0] == expected[0]
+    assert journal.get("r1")["started_at"] == times[0]
+    assert [t["at"] for t in history[1:]] == expected[1:]
+    assert history[0]["message"] == "created" and history[0]["at"] <= journal_module._iso(datetime.now(timezone.utc))
+    assert expected[2] == "2026-03-04T12:36:07.000001+00:00"
+
+
 def test_create_outcomes(journal):
     intent(journal, "ok", started=1)
     intent(journal, "unknown", started=2, inputs={"password": "pa55word-X"})
