@@ -163,13 +163,13 @@ class RunView(ThrottledView, w.VBox):
         self._action_error: tuple[str, BaseException] | None = None
         self._url_for = _log_url_in_kernel()
         self._seen: tuple[Any, ...] = ()
-        closed = session_closed(run)
-        self._state = self._state_key(closed)
-        self._build(closed)
+        closed, phase = session_closed(run), run.phase
+        self._state = self._state_key(closed, phase)
+        self._build(closed, phase)
         self._step_shown = self.step_button is not None
         super().__init__(children=self._row(self._step_shown), layout=shared("card"), _dom_classes=("cnb-run-view",))
         self.tabs.selected_index = None  # no page open: nothing fetched until one is asked for
-        self.phase, self.elapsed, self.live = run.phase, run.elapsed, not run.done
+        self.phase, self.elapsed, self.live = phase, run.elapsed, not run.done
         self._throttle = Throttle(self._render, self._held, interval)
         self._unsubscribe = run.on_change(self._on_change)
         self.tabs.observe(lambda _change: self._open_tab(), "selected_index")
@@ -178,11 +178,11 @@ class RunView(ThrottledView, w.VBox):
             self._throttle.mark(delay=self._tick_delay())
 
     # -- construction ----------------------------------------------------------------------------
-    def _build(self, closed: bool) -> None:
+    def _build(self, closed: bool, phase: str) -> None:
         """The widgets, made with their first values (one comm-open message each, no updates after)."""
         # One HTML for the header line and the body: a widget costs ~0.3 ms to build, and a thousand views add up.
         self._body = self._body_html(closed)
-        self.html = html_widget("cnb-run-html", self._html(closed), layout=shared("fill"))
+        self.html = html_widget("cnb-run-html", self._html(closed, phase), layout=shared("fill"))
         self.cancel_button = button("Cancel", "cnb-cancel", icon="stop", **self._cancel_state(closed))
         self.refresh_button = button("Refresh", "cnb-refresh", icon="refresh", disabled=closed)
         self.step_button: w.Button | None = None  # made when the run is in step mode
@@ -229,12 +229,12 @@ class RunView(ThrottledView, w.VBox):
         phase, closed = run.phase, session_closed(run)
         live = not run.done and not closed
         self.phase, self.elapsed, self.live = phase, run.elapsed, not run.done
-        state = self._state_key(closed)
+        state = self._state_key(closed, phase)
         if len(state) != len(self._state) or any(a is not b for a, b in zip(state, self._state)):
             self._state = state  # only a recorded change rebuilds these (a poll storm mostly is not one)
             self._body = self._body_html(closed)
             self._render_buttons(closed)
-        self.html.value = self._html(closed)
+        self.html.value = self._html(closed, phase)
         self._render_tab(self.tabs.selected_index, live, closed)
         if live:
             _TICKING.add(self)
@@ -242,14 +242,16 @@ class RunView(ThrottledView, w.VBox):
         else:
             _TICKING.discard(self)
 
-    def _state_key(self, closed: bool) -> tuple[Any, ...]:
+    def _state_key(self, closed: bool, phase: str) -> tuple[Any, ...]:
+        # ``phase`` is read once per render, before the transitions: the engine appends a transition before it
+        # moves the phase, so a badge never shows a phase that the timeline beside it lacks.
         run = self.run
-        return (run.phase, len(run.transitions), run.done, run.resource, run.error, run.polling_error, run.autopoll,
+        return (phase, len(run.transitions), run.done, run.resource, run.error, run.polling_error, run.autopoll,
                 self._action_error, closed, *self._actions)
 
-    def _html(self, closed: bool) -> str:
+    def _html(self, closed: bool, phase: str) -> str:
         """The header line (badge, id, elapsed...) over the body (log links, errors, timeline)."""
-        header = reprs.badge(self.run.phase) + self._summary_html(closed)
+        header = reprs.badge(phase) + self._summary_html(closed)
         return f"<div class='cnb-header'>{header}</div><div class='cnb-body'>{self._body}</div>"
 
     def _body_html(self, closed: bool) -> str:
