@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,6 +30,8 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
+
+from connector_nb.testing import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
@@ -137,16 +138,19 @@ def _die_with_parent() -> None:
 
 
 def _wait_ready(server: LabServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if server.proc.poll() is not None:
             raise RuntimeError(f"jupyter lab exited with {server.proc.returncode}:\n{server.log_tail()}")
         try:
             server.api("api/status")
-            return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.25)
-    raise TimeoutError(f"jupyter lab did not answer /api/status within {START_TIMEOUT}s:\n{server.log_tail()}")
+            return False
+        return True
+
+    try:
+        wait_until(answers, timeout=START_TIMEOUT, interval=0.25, what="jupyter lab to answer /api/status")
+    except AssertionError as timed_out:
+        raise TimeoutError(f"{timed_out}:\n{server.log_tail()}") from None
 
 
 def _stop(server: LabServer) -> None:

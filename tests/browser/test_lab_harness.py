@@ -17,8 +17,9 @@ from .conftest import cell, open_notebook, run_cell, screenshot, write_notebook
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 LIVE_BADGE = '''\
-import os, threading, time
+import os, threading
 import ipywidgets as w
+from connector_nb.testing import wait_until
 
 def span(phase):
     return f"<span class='cnb-phase-badge' data-phase='{phase}'>{phase}</span>"
@@ -29,8 +30,7 @@ def advance():
     # Updates come from a thread after the cell finished: the browser must render them unprompted.
     # Each step waits for the test's go-ahead file, so the test sees every state (no fixed delays).
     for phase in ("RUNNING", "SUCCEEDED"):
-        while not os.path.exists("go-" + phase):
-            time.sleep(0.02)
+        wait_until(lambda: os.path.exists("go-" + phase), timeout=240, interval=0.02, what="go-" + phase)
         badge.value = span(phase)
 
 threading.Thread(target=advance, daemon=True).start()

@@ -68,12 +68,13 @@ def test_kernel_killed_during_a_slow_create_leaves_an_unknown_outcome_record(tmp
     marker = tmp_path / "create-started"
     km, client = _kernel(home)
     try:
-        run_ok(client, "import time\nfrom dataclasses import dataclass\n"
+        run_ok(client, "import threading\nfrom dataclasses import dataclass\n"
                      "from connector_nb import AsyncConnector, ResourceMeta, Resource, ConnectorRegistry, Session\n"
                      "@dataclass\nclass M(ResourceMeta):\n    job: str\n"
                      "class Slow(AsyncConnector[M]):\n    task_type_name = 'slow_create'\n    metadata_type = M\n"
                      f"    def create(self, task_template, output_prefix, inputs=None, **kw):\n"
-                     f"        open({str(marker)!r}, 'w').close()\n        time.sleep(600)\n        return M('x')\n"
+                     f"        open({str(marker)!r}, 'w').close()\n"
+                     "        threading.Event().wait()  # hangs until the kernel is killed\n        return M('x')\n"
                      "    def get(self, resource_meta, **kw):\n        return Resource(phase='RUNNING')\n"
                      "    def delete(self, resource_meta, **kw):\n        pass\n"
                      "session = Session(registry=ConnectorRegistry([Slow()]))")
