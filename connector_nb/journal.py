@@ -554,14 +554,10 @@ class Journal:
     def _append(self, ops: list[tuple[Any, ...]]) -> set[str]:
         """Insert the transitions, then update each run's state once (not once per row)."""
         rows, flags, ended = [], [], set()
-        known, clean, generation = self._known, _clean, _secrets.generation()
         for _, run_id, phase, message, at, flag in ops:
             if run_id in ended:
                 continue  # after a terminal phase in this same batch: dropped, as the trigger drops later ones
-            if run_id in known or type(message) is not str or clean.get(message) != generation:  # _found_clean,
-                # inlined: messages repeat, and most runs have no secret
-                message = self._mask(run_id, str(message))
-            rows.append((run_id, phase, message, str(flag), *_stamp(at)))
+            rows.append((run_id, phase, self._mask(run_id, str(message)), str(flag), *_stamp(at)))
             if flag:
                 flags.append((str(flag), run_id))
             if phase in TERMINAL:
