@@ -11,19 +11,17 @@ from kernel_cells import run_code
 
 # Prints "waiting" once the kernel's main thread is blocked inside the wait (a condition, not a delay).
 ANNOUNCE = """
-import sys, threading, time
+import sys, threading
+from connector_nb.testing import wait_until
+def main_thread_in(name):
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    while frame is not None and frame.f_code.co_name != name:
+        frame = frame.f_back
+    return frame is not None
 def announce_when_waiting():
-    main = threading.main_thread().ident
     def watch():
-        while True:
-            frame, names = sys._current_frames().get(main), set()
-            while frame is not None:
-                names.add(frame.f_code.co_name)
-                frame = frame.f_back
-            if "run_blocking" in names:
-                print("waiting", flush=True)
-                return
-            time.sleep(0.005)
+        wait_until(lambda: main_thread_in("run_blocking"), timeout=60, interval=0.005, what="the blocking wait")
+        print("waiting", flush=True)
     threading.Thread(target=watch, daemon=True).start()
 """
 
@@ -41,10 +39,8 @@ def test_interrupt_during_wait_leaves_the_run_polling_then_cancel_on_interrupt_d
         line = errors[0]["traceback"][0]
         assert "still" in line and "polled" in line and "run.cancel()" in line
         out, errors = run_code(client, "calls = run.get_calls\n"
-                                       "import time\n"
-                                       "deadline = time.monotonic() + 30\n"
-                                       "while run.get_calls == calls and time.monotonic() < deadline:\n"
-                                       "    time.sleep(0.05)\n"
+                                       "wait_until(lambda: run.get_calls > calls, timeout=30, interval=0.05,\n"
+                                       "           what='another get after the interrupt')\n"
                                        "print(run.live, run.get_calls > calls, run.done)")
         assert not errors and out.split() == ["True", "True", "False"]  # still QUEUED/RUNNING and still polled
         out, errors = run_code(client, "run.cancel()\nprint(run.phase)")
